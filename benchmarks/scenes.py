@@ -1,0 +1,174 @@
+"""Scene-cut pass benchmark: videopipe's one-pass scan vs pure decode vs PySceneDetect, on the same file.
+
+    python benchmarks/scenes.py --preset 720p10min     # 10-minute 1280x720 H.264, 25 fps
+    python benchmarks/scenes.py --preset 1080p3min     # 3-minute 1920x1080 H.264, 30 fps
+
+The file is generated once (cached in benchmarks/.media/) with hard cuts at known times: shots of 1.5-12 s,
+each a textured scene panned by a moving camera with an object crossing it. Every method runs in this one
+process on the same file; ratios are against the pure-decode run of the same invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from videopipe.analysis import run_pass
+from videopipe.config import AnalysisSettings, Settings
+from videopipe.media import probe
+from videopipe.samples import shot_lengths, write_sample_video
+from videopipe.scenes import match_cuts
+
+PRESETS = {
+    "720p10min": dict(width=1280, height=720, fps=25.0, duration_s=600.0, seed=10),
+    "1080p3min": dict(width=1920, height=1080, fps=30.0, duration_s=180.0, seed=11),
+    "small": dict(width=640, height=360, fps=25.0, duration_s=30.0, seed=12),
+}
+MEDIA = Path(__file__).parent / ".media"
+
+
+def make_media(preset: str) -> tuple[Path, list[float], float]:
+    p = PRESETS[preset]
+    MEDIA.mkdir(exist_ok=True)
+    path, truth_file = MEDIA / f"{preset}.mp4", MEDIA / f"{preset}.cuts.json"
+    if not (path.exists() and truth_file.exists()):
+        rng = np.random.default_rng(int(p["seed"]))
+        shots = shot_lengths(float(p["duration_s"]), rng)
+        print(f"generating {path} ({len(shots)} shots)...", file=sys.stderr)
+        sample = write_sample_video(
+            path,
+            shots_s=shots,
+            width=int(p["width"]),
+            height=int(p["height"]),
+            fps=float(p["fps"]),
+            seed=int(p["seed"]),
+            preset="veryfast",
+        )
+        truth_file.write_text(json.dumps({"cuts_s": sample.cut_times_s, "fps": sample.fps}))
+    truth = json.loads(truth_file.read_text())
+    return path, truth["cuts_s"], truth["fps"]
+
+
+def pure_decode(path: Path) -> tuple[int, list[float]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        n = sum(1 for _ in container.decode(stream))
+    return n, []
+
+
+def videopipe_pass(path: Path, skip_loop_filter: bool) -> tuple[int, list[float]]:
+    settings = Settings(analysis=AnalysisSettings(skip_loop_filter=skip_loop_filter))
+    result = run_pass(probe(path), settings)
+    return result.frames, [s.start_s for s in result.scenes[1:]]
+
+
+def pyscenedetect(path: Path, detector_name: str) -> tuple[int, list[float]]:
+    from scenedetect import AdaptiveDetector, ContentDetector, HashDetector, HistogramDetector, detect
+
+    detector = {
+        "content": ContentDetector,
+        "adaptive": AdaptiveDetector,
+        "hash": HashDetector,
+        "histogram": HistogramDetector,
+    }[detector_name]()
+    scenes = detect(str(path), detector)
+    frames = scenes[-1][1].frame_num if scenes else 0
+    return frames, [start.seconds for start, _ in scenes[1:]]
+
+
+def run(
+    name: str,
+    fn: Callable[[], tuple[int, list[float]]],
+    duration_s: float,
+    truth: list[float],
+    fps: float,
+    track_memory: bool = False,
+) -> dict[str, object]:
+    if track_memory:
+        tracemalloc.start()
+    started = time.perf_counter()
+    frames, cuts = fn()
+    wall = time.perf_counter() - started
+    peak_mb = None
+    if track_memory:
+        peak_mb = tracemalloc.get_traced_memory()[1] / 1e6
+        tracemalloc.stop()
+    row: dict[str, object] = {
+        "method": name,
+        "wall_s": round(wall, 2),
+        "frames": frames,
+        "fps": round(frames / wall, 1),
+        "x_realtime": round(duration_s / wall, 1),
+    }
+    if not name.startswith("pure decode"):
+        tp, fp, fn_ = match_cuts(cuts, truth, tolerance_s=0.5 / fps)  # within one frame
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn_) if tp + fn_ else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        row.update(precision=round(precision, 3), recall=round(recall, 3), f1=round(f1, 3))
+    if peak_mb is not None:
+        row["python_peak_mb"] = round(peak_mb, 1)
+    print(json.dumps(row), file=sys.stderr)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    parser.add_argument("--skip-pyscenedetect", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print the result rows as JSON")
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    path, truth, fps = make_media(args.preset)
+    info = probe(path)
+    d = info.duration_s
+    rows = [
+        run("pure decode", lambda: pure_decode(path), d, truth, fps),
+        run("videopipe pass", lambda: videopipe_pass(path, True), d, truth, fps),
+        run("videopipe pass, full deblocking", lambda: videopipe_pass(path, False), d, truth, fps),
+        run("videopipe pass (tracemalloc on)", lambda: videopipe_pass(path, True), d, truth, fps, True),
+    ]
+    if not args.skip_pyscenedetect:
+        for det in ("content", "adaptive", "hash", "histogram"):
+            label = "PySceneDetect detect(ContentDetector()) [default]" if det == "content" else f"PySceneDetect {det}"
+            rows.append(run(label, lambda det=det: pyscenedetect(path, det), d, truth, fps))
+    rows.append(run("pure decode (again)", lambda: pure_decode(path), d, truth, fps))
+    decode_fps = (float(rows[0]["fps"]) + float(rows[-1]["fps"])) / 2  # type: ignore[arg-type]
+    for row in rows:
+        row["vs_decode"] = round(float(row["fps"]) / decode_fps, 2)  # type: ignore[arg-type]
+
+    header = (
+        f"{path.name}: {info.width}x{info.height} {info.codec}, {info.fps:g} fps, {d:.0f} s, "
+        f"{len(truth)} cuts; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"PyAV {av.__version__}, Python {platform.python_version()}"
+    )
+    if args.json:
+        print(json.dumps({"file": header, "rows": rows}, indent=2))
+        return
+    print(header)
+    print("| method | frames/s | × real time | × pure decode | precision | recall | F1 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['method']} | {r['fps']} | {r['x_realtime']} | {r['vs_decode']} | "
+            f"{r.get('precision', '')} | {r.get('recall', '')} | {r.get('f1', '')} |"
+        )
+    mem = [r for r in rows if "python_peak_mb" in r]
+    for r in mem:
+        print(f"peak Python-side memory during the videopipe pass: {r['python_peak_mb']} MB")
+
+
+if __name__ == "__main__":
+    main()

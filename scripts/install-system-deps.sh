@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# System packages videopipe needs beyond PyPI (Debian/Ubuntu). Safe to run again: installs only what is missing.
+#   ffmpeg      test fixtures and benchmarks build media with the ffmpeg CLI (videopipe itself uses PyAV's FFmpeg)
+#   python3-venv the Makefile builds a virtual environment
+set -euo pipefail
+
+need=()
+command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "install these with your package manager, then run again: ${need[*]}" >&2
+  exit 1
+fi
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing system packages: ${need[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,92 @@
+"""Shared fixtures: real video files made once per test session (PyAV encodes, Debian ffmpeg for lavfi)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from videopipe.samples import SampleVideo, write_sample_video
+
+FFMPEG = shutil.which("ffmpeg")
+
+
+def ffmpeg(*args: str) -> None:
+    if FFMPEG is None:
+        pytest.fail("the ffmpeg CLI is missing: run scripts/install-system-deps.sh (make test does)")
+    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_logged_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """A test that made videopipe log at ERROR failed, even if its assertions passed."""
+    yield
+    errors = [r for r in caplog.get_records("call") if r.levelno >= logging.ERROR and r.name.startswith("videopipe")]
+    if errors:
+        pytest.fail("logged at ERROR: " + "; ".join(r.getMessage() for r in errors))
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def shots_video(media_dir: Path) -> SampleVideo:
+    """25 fps, 640x360, seven shots with moving cameras and objects, an audio track."""
+    return write_sample_video(
+        media_dir / "shots.mp4", shots_s=(3.0, 1.5, 4.2, 2.0, 6.0, 0.8, 2.5), fps=25, audio=True, seed=1
+    )
+
+
+@pytest.fixture(scope="session")
+def ntsc_video(media_dir: Path) -> SampleVideo:
+    """29.97 fps (30000/1001): cut times that are not round numbers."""
+    return write_sample_video(media_dir / "ntsc.mp4", shots_s=(2.0, 3.1, 1.7, 2.6), fps=30000 / 1001, seed=2)
+
+
+@pytest.fixture(scope="session")
+def vfr_video(media_dir: Path) -> SampleVideo:
+    """Variable frame rate: 50 ms frames for 4 s, then 20 and 33 ms in turn (index / mean fps drifts)."""
+    return write_sample_video(
+        media_dir / "vfr.mp4",
+        shots_s=(2.5, 3.0, 2.2, 3.3),
+        fps=30,
+        frame_durations_s=lambda i: 0.050 if i < 80 else (0.020, 0.033)[i % 2],
+        seed=3,
+    )
+
+
+@pytest.fixture(scope="session")
+def lavfi_video(media_dir: Path) -> Path:
+    """Three FFmpeg test sources concatenated: hard cuts at exactly 2.0 s and 4.0 s (frame 60 and 120)."""
+    out = media_dir / "lavfi.mp4"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=30:duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "mandelbrot=size=320x240:rate=30",
+        "-f",
+        "lavfi",
+        "-i",
+        "life=size=320x240:rate=30:mold=10:ratio=0.2:death_color=#C83232:life_color=#00ff00",
+        "-filter_complex",
+        "[1:v]trim=duration=2,setpts=PTS-STARTPTS[b];[2:v]trim=duration=2,setpts=PTS-STARTPTS[c];"
+        "[0:v][b][c]concat=n=3:v=1:a=0,format=yuv420p[v]",
+        "-map",
+        "[v]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        str(out),
+    )
+    return out

@@ -1,0 +1,99 @@
+"""`videopipe analyze` / `demo` / `probe` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from videopipe.samples import SampleVideo
+
+SCHEMA_KEYS = {"schema", "video", "scenes", "keyframes", "transcript", "ocr", "chapters", "events", "tags", "vlm"}
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "videopipe", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=300,
+    )
+
+
+def test_analyze_writes_schema_v1_next_to_cwd(shots_video: SampleVideo, tmp_path: Path) -> None:
+    proc = run_cli(
+        "analyze", str(shots_video.path), "--vlm", "none", "--no-asr", "--no-ocr", "--no-motion", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "shots.mp4.videopipe"
+    doc = json.loads((out / "analysis.json").read_text())
+    assert set(doc) >= SCHEMA_KEYS
+    assert doc["schema"] == 1 and doc["vlm"] is None
+    assert all(doc[k] == [] for k in ("transcript", "ocr", "chapters", "events", "tags"))
+    video = doc["video"]
+    assert {"path", "duration_s", "fps", "width", "height", "vfr", "has_audio"} <= set(video)
+    assert (video["width"], video["height"], video["has_audio"], video["vfr"]) == (640, 360, True, False)
+    assert video["duration_s"] == pytest.approx(shots_video.duration_s, abs=0.05)
+    assert [s["index"] for s in doc["scenes"]] == list(range(len(shots_video.cut_times_s) + 1))
+    assert [s["start_s"] for s in doc["scenes"][1:]] == pytest.approx(shots_video.cut_times_s, abs=0.02)
+    for a, b in zip(doc["scenes"], doc["scenes"][1:], strict=False):
+        assert a["end_s"] == b["start_s"]
+    assert doc["keyframes"]
+    for k in doc["keyframes"]:
+        assert {"t_s", "scene_index", "image"} <= set(k)
+        with Image.open(out / k["image"]) as im:
+            assert im.size == (640, 360) and im.format == "JPEG"
+    assert sorted(p.name for p in (out / "keyframes").iterdir()) == sorted(
+        Path(k["image"]).name for k in doc["keyframes"]
+    )
+    assert "scenes" in proc.stdout and "wrote" in proc.stdout
+
+
+def test_json_flag_prints_the_same_document(shots_video: SampleVideo, tmp_path: Path) -> None:
+    proc = run_cli("analyze", str(shots_video.path), "--json", "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    stored = json.loads((tmp_path / "o" / "analysis.json").read_text())
+    assert printed == stored
+
+
+def test_rerun_replaces_results_without_leftovers(shots_video: SampleVideo, tmp_path: Path) -> None:
+    for _ in range(2):
+        assert run_cli("analyze", str(shots_video.path), "-q", "--out", "o", cwd=tmp_path).returncode == 0
+    names = {p.name for p in (tmp_path / "o").iterdir()}
+    assert names == {"analysis.json", "keyframes"}
+
+
+def test_probe_json(shots_video: SampleVideo, tmp_path: Path) -> None:
+    proc = run_cli("probe", str(shots_video.path), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["frame_count"] == len(shots_video.frame_times_s)
+    assert info["codec"] == "h264" and info["has_audio"] is True
+
+
+def test_demo_runs_with_nothing_but_the_package(tmp_path: Path) -> None:
+    proc = run_cli("demo", "--out", "d", cwd=tmp_path, env={"VIDEOPIPE_DATA_DIR": str(tmp_path / "data")})
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "data" / "samples" / "demo.mp4").exists()
+    assert "6 true cuts, 6 found within one frame, 0 false, 0 missed" in " ".join(proc.stdout.split())
+    doc = json.loads((tmp_path / "d" / "analysis.json").read_text())
+    assert len(doc["scenes"]) == 7
+
+
+def test_unknown_option_is_a_usage_error(tmp_path: Path) -> None:
+    proc = run_cli("analyze", "x.mp4", "--vlm", "gpt", cwd=tmp_path)
+    assert proc.returncode == 2 and "Invalid value for '--vlm'" in proc.stderr
+
+
+def test_bad_setting_is_named(shots_video: SampleVideo, tmp_path: Path) -> None:
+    proc = run_cli("analyze", str(shots_video.path), cwd=tmp_path, env={"VIDEOPIPE_KEYFRAMES__MAX_TOTAL": "-3"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "VIDEOPIPE_KEYFRAMES__MAX_TOTAL" in proc.stderr

@@ -1,0 +1,234 @@
+"""`analyze`: one video file in, ``analysis.json`` and keyframe JPEGs out, in-process, with no servers.
+
+This is the perception half of the pipeline as a plain function: probe, the one shared decode pass (cuts,
+keyframe scoring and any extra per-frame consumers), then full-resolution grabs at the chosen times. Results
+are staged in a hidden folder and moved into place only when complete, so a failed or interrupted run never
+leaves a half-written result or damages an earlier one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from videopipe import __version__
+from videopipe.config import Settings
+from videopipe.keyframes import Keyframe, KeyframeSelector
+from videopipe.media.decode import describe_resolution, iter_analysis_frames
+from videopipe.media.grab import grab_frames
+from videopipe.media.probe import VideoInfo, probe
+from videopipe.progress import NullProgress, Progress
+from videopipe.scenes import CutDetector, Scene, SceneFrame
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+
+class FrameConsumer(Protocol):
+    """Anything that wants to look at every analysis frame (motion detection, ...) plugs in here."""
+
+    def push(self, sf: SceneFrame) -> None: ...
+
+
+@dataclass(slots=True)
+class AnalyzeOptions:
+    vlm: str = "auto"
+    asr: bool = True
+    ocr: bool = True
+    motion: bool = True
+
+
+@dataclass(slots=True)
+class PassResult:
+    info: VideoInfo
+    scenes: list[Scene]
+    keyframes: list[Keyframe]
+    frames: int
+    decode_s: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def run_pass(
+    info: VideoInfo,
+    settings: Settings,
+    consumers: Sequence[FrameConsumer] = (),
+    progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> PassResult:
+    """The single low-resolution decode pass: cuts, keyframe scores and every consumer, in one go."""
+    progress = progress or NullProgress()
+    warnings: list[str] = []
+
+    def _warn(message: str) -> None:
+        warnings.append(message)
+        (warn or log.warning)(message)
+
+    detector = CutDetector(settings.scenes)
+    selector = KeyframeSelector(settings.keyframes)
+    sinks: list[Callable[[SceneFrame], None]] = [selector.push, *(c.push for c in consumers)]
+    progress.start("scan", info.duration_s or 1.0)
+    started = time.perf_counter()
+    frames = 0
+    next_report = 0.0
+
+    def feed(released: Any) -> None:
+        for sf in released:
+            for sink in sinks:
+                sink(sf)
+
+    for frame in iter_analysis_frames(info, settings.analysis, _warn):
+        feed(detector.push(frame))
+        frames += 1
+        if frame.t_s >= next_report:
+            progress.update(min(frame.t_s, info.duration_s or frame.t_s))
+            next_report = frame.t_s + 0.5
+    feed(detector.flush())
+    decode_s = time.perf_counter() - started
+    if frames == 0:
+        from videopipe.errors import UndecodableVideo
+
+        raise UndecodableVideo(
+            f"{Path(info.path).name}: not one frame could be decoded; the file is damaged, re-export or re-encode it"
+        )
+    scenes = detector.finish()
+    last_end = scenes[-1].end_s
+    if info.duration_s and last_end < info.duration_s and info.duration_s - last_end < 2.0:
+        scenes[-1].end_s = info.duration_s  # the container's duration includes the last frame's length
+    progress.update(info.duration_s or last_end)
+    return PassResult(info, scenes, selector.select(scenes), frames, decode_s, warnings)
+
+
+def fmt_time(t_s: float) -> str:
+    ms = round(t_s * 1000)
+    h, rem = divmod(ms, 3_600_000)
+    m, rem = divmod(rem, 60_000)
+    s, ms = divmod(rem, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
+
+
+def _r(t: float) -> float:
+    return round(t, 6)
+
+
+def build_document(result: PassResult, images: dict[int, str], options: AnalyzeOptions) -> dict[str, Any]:
+    info = result.info
+    duration = max(info.duration_s, result.scenes[-1].end_s if result.scenes else 0.0)
+    return {
+        "schema": SCHEMA_VERSION,
+        "video": {
+            "path": info.path,
+            "duration_s": _r(duration),
+            "fps": round(info.fps, 6),
+            "width": info.width,
+            "height": info.height,
+            "vfr": info.vfr,
+            "has_audio": info.has_audio,
+            "real_fps": round(info.real_fps, 6),
+            "frame_count": result.frames,
+            "codec": info.codec,
+            "rotation": info.rotation,
+            "size_bytes": info.size_bytes,
+        },
+        "scenes": [
+            {
+                "index": s.index,
+                "start_s": _r(s.start_s),
+                "end_s": _r(s.end_s),
+                "start": fmt_time(s.start_s),
+                "end": fmt_time(s.end_s),
+            }
+            for s in result.scenes
+        ],
+        "keyframes": [
+            {"t_s": _r(k.t_s), "scene_index": k.scene_index, "image": images[k.pts], "time": fmt_time(k.t_s)}
+            for k in result.keyframes
+            if k.pts in images
+        ],
+        "transcript": [],
+        "ocr": [],
+        "chapters": [],
+        "events": [],
+        "tags": [],
+        "vlm": None,
+        "warnings": result.warnings,
+        "run": {
+            "videopipe": __version__,
+            "frames_decoded": result.frames,
+            "scan_s": round(result.decode_s, 3),
+            "scan_fps": round(result.frames / result.decode_s, 1) if result.decode_s else None,
+            "stages": {
+                "asr": "not available yet" if options.asr else "off",
+                "ocr": "not available yet" if options.ocr else "off",
+                "motion": "not available yet" if options.motion else "off",
+                "vlm": f"requested {options.vlm}; not available yet",
+            },
+        },
+    }
+
+
+def default_out_dir(video: str | os.PathLike[str]) -> Path:
+    return Path.cwd() / f"{Path(video).name}.videopipe"
+
+
+def analyze(
+    video: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    settings: Settings | None = None,
+    options: AnalyzeOptions | None = None,
+    progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
+    consumers: Sequence[FrameConsumer] = (),
+) -> dict[str, Any]:
+    """Analyse `video` and write ``analysis.json`` and ``keyframes/`` into `out_dir`. Returns the document."""
+    settings = settings or Settings()
+    options = options or AnalyzeOptions()
+    progress = progress or NullProgress()
+    info = probe(video, settings.limits)
+    log.info("analysis resolution %s for %dx%d", describe_resolution(info, settings.analysis), info.width, info.height)
+    result = run_pass(info, settings, consumers, progress, warn)
+
+    out = Path(out_dir) if out_dir is not None else default_out_dir(video)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / f".staging-{uuid.uuid4().hex[:8]}"
+    (staging / "keyframes").mkdir(parents=True)
+    try:
+        images = _write_keyframes(info, result.keyframes, staging / "keyframes", settings, progress)
+        document = build_document(result, images, options)
+        (staging / "analysis.json").write_text(json.dumps(document, indent=2) + "\n")
+        _commit(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return document
+
+
+def _write_keyframes(
+    info: VideoInfo, keyframes: list[Keyframe], folder: Path, settings: Settings, progress: Progress
+) -> dict[int, str]:
+    progress.start("keyframes", len(keyframes))
+    images: dict[int, str] = {}
+    for n, grabbed in enumerate(grab_frames(info, [k.pts for k in keyframes]), start=1):
+        name = f"{n:05d}_{round(grabbed.t_s * 1000):09d}ms.jpg"
+        grabbed.image.save(folder / name, "JPEG", quality=settings.keyframes.jpeg_quality)
+        images[grabbed.pts] = f"keyframes/{name}"
+        progress.update(n)
+    return images
+
+
+def _commit(staging: Path, out: Path) -> None:
+    """Swap the staged results in: keyframes folder first, then the document that points at it."""
+    target = out / "keyframes"
+    old = out / f".old-keyframes-{uuid.uuid4().hex[:8]}"
+    if target.exists():
+        target.rename(old)
+    (staging / "keyframes").rename(target)
+    os.replace(staging / "analysis.json", out / "analysis.json")
+    shutil.rmtree(old, ignore_errors=True)

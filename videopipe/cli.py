@@ -1,0 +1,253 @@
+"""The ``videopipe`` command.
+
+Errors a user can cause print one line (``error: ...``) and exit with status 2; no tracebacks unless
+``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import pydantic
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from videopipe.config import Settings
+from videopipe.errors import VideopipeError
+
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+_STAGE_LABELS = {"scan": "scanning (cuts, keyframe scores)", "keyframes": "saving keyframes"}
+
+
+class RichProgress:
+    """`videopipe.progress.Progress` drawn as a rich progress bar on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            disable=not enabled,
+            transient=False,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> RichProgress:
+        self._bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.stop()
+
+    def start(self, stage: str, total: float) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, completed=self._bar.tasks[self._task].total)
+        self._task = self._bar.add_task(_STAGE_LABELS.get(stage, stage), total=max(total, 1e-9))
+
+    def update(self, done: float) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, completed=done)
+
+
+def _handle_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = click.get_current_context().find_root().params.get("debug", False)
+        try:
+            return func(*args, **kwargs)
+        except VideopipeError as exc:
+            if debug:
+                raise
+            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            where = "__".join(str(part) for part in first["loc"]).upper()
+            err_console.print(
+                f"[bold red]error:[/] invalid setting VIDEOPIPE_{where}: {first['msg']}; fix the environment variable",
+                highlight=False,
+                soft_wrap=True,
+            )
+            sys.exit(2)
+        except KeyboardInterrupt:
+            err_console.print("interrupted; earlier results were left as they were")
+            sys.exit(130)
+        except Exception as exc:  # a bug, not the user's input: say so in one line unless debugging
+            if debug:
+                raise
+            err_console.print(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {exc}; rerun with "
+                "`videopipe --debug ...` and report the traceback",
+                highlight=False,
+                soft_wrap=True,
+            )
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="videopipe")
+def main(debug: bool) -> None:
+    """videopipe: chapters, events, transcripts and timestamped search for long videos."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_time=False, show_path=debug)],
+    )
+
+
+def _warn(message: str) -> None:
+    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+@main.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output folder (default: ./<video name>.videopipe/).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print analysis.json to stdout.")
+@click.option(
+    "--vlm",
+    type=click.Choice(["auto", "none", "transformers", "openai"]),
+    default=None,
+    help="Understanding backend (default: VIDEOPIPE_VLM or auto).",
+)
+@click.option("--no-asr", is_flag=True, help="Skip speech recognition.")
+@click.option("--no-ocr", is_flag=True, help="Skip on-screen text.")
+@click.option("--no-motion", is_flag=True, help="Skip motion events.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@_handle_errors
+def analyze(
+    video: Path,
+    out_dir: Path | None,
+    as_json: bool,
+    vlm: str | None,
+    no_asr: bool,
+    no_ocr: bool,
+    no_motion: bool,
+    quiet: bool,
+) -> None:
+    """Analyse VIDEO in-process: scenes and keyframes now; transcript, text, chapters as stages land."""
+    from videopipe.analysis import AnalyzeOptions, default_out_dir
+    from videopipe.analysis import analyze as run_analyze
+
+    settings = Settings()
+    options = AnalyzeOptions(vlm=vlm or settings.vlm, asr=not no_asr, ocr=not no_ocr, motion=not no_motion)
+    out = out_dir or default_out_dir(video)
+    with RichProgress(enabled=(not quiet and err_console.is_terminal) or (not quiet and not as_json)) as bar:
+        doc = run_analyze(video, out, settings, options, progress=bar, warn=_warn)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+    elif not quiet:
+        _print_summary(doc, out)
+
+
+def _print_summary(doc: dict[str, Any], out: Path) -> None:
+    v = doc["video"]
+    console = Console()
+    console.print(
+        f"[bold]{Path(v['path']).name}[/]: {v['duration_s']:.1f} s, {v['width']}x{v['height']}, "
+        f"{v['fps']:.2f} fps{' (VFR)' if v['vfr'] else ''}, {v['codec']}, audio: {'yes' if v['has_audio'] else 'no'}"
+    )
+    table = Table("scene", "start", "end", "keyframes")
+    per_scene: dict[int, list[str]] = {}
+    for k in doc["keyframes"]:
+        per_scene.setdefault(k["scene_index"], []).append(k["time"])
+    for s in doc["scenes"][:50]:
+        table.add_row(str(s["index"]), s["start"], s["end"], ", ".join(per_scene.get(s["index"], [])))
+    console.print(table)
+    if len(doc["scenes"]) > 50:
+        console.print(f"... {len(doc['scenes']) - 50} more scenes")
+    run = doc["run"]
+    console.print(
+        f"{len(doc['scenes'])} scenes, {len(doc['keyframes'])} keyframes; scanned "
+        f"{run['frames_decoded']} frames at {run['scan_fps']} frames/s"
+    )
+    console.print(f"wrote {out / 'analysis.json'} and {out / 'keyframes'}/")
+
+
+@main.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_handle_errors
+def probe(video: Path, as_json: bool) -> None:
+    """Check VIDEO and print its real properties (no decoding beyond the first frame)."""
+    from videopipe.media.probe import probe as run_probe
+
+    info = run_probe(video, Settings().limits)
+    data = info.to_json()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        for key, value in data.items():
+            click.echo(f"{key:18s} {value}")
+
+
+@main.command()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("demo.videopipe"),
+    show_default=True,
+    help="Where the analysis goes.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print analysis.json to stdout.")
+@_handle_errors
+def demo(out_dir: Path, as_json: bool) -> None:
+    """Make a sample video with known cuts, analyse it, and check the cuts were found."""
+    from videopipe.analysis import AnalyzeOptions
+    from videopipe.analysis import analyze as run_analyze
+    from videopipe.samples import write_sample_video
+    from videopipe.scenes import match_cuts
+
+    settings = Settings()
+    sample_dir = settings.data_dir / "samples"
+    sample_dir.mkdir(parents=True, exist_ok=True)
+    path = sample_dir / "demo.mp4"
+    shots = (4.0, 2.5, 6.0, 3.0, 5.5, 2.0, 7.0)
+    with RichProgress(enabled=not as_json) as bar:
+        bar.start("making a sample video", sum(shots))
+        sample = write_sample_video(
+            path,
+            shots_s=shots,
+            width=960,
+            height=540,
+            fps=25,
+            audio=True,
+            progress=lambda f: bar.update(f * sum(shots)),
+        )
+        doc = run_analyze(path, out_dir, settings, AnalyzeOptions(), progress=bar, warn=_warn)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    _print_summary(doc, out_dir)
+    found = [s["start_s"] for s in doc["scenes"][1:]]
+    tp, fp, fn = match_cuts(found, sample.cut_times_s, tolerance_s=0.5 / sample.fps)
+    Console().print(
+        f"sample {path}: {len(sample.cut_times_s)} true cuts, {tp} found within one frame, {fp} false, {fn} missed"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,87 @@
+"""One settings object for the whole service.
+
+Every value can be set from the environment with the prefix ``VIDEOPIPE_`` and ``__`` between nested names,
+e.g. ``VIDEOPIPE_DATA_DIR=/srv/videopipe`` or ``VIDEOPIPE_KEYFRAMES__MAX_TOTAL=800``. The defaults are the
+embedded ones: a laptop with no servers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AnalysisSettings(BaseModel):
+    """The shared low-resolution decode pass."""
+
+    # Frames are box-averaged by powers of two until the long side is at most this many pixels.
+    max_long_side_px: int = Field(400, ge=64, le=1920)
+    # Skipping H.264/HEVC's in-loop deblocking filter makes decoding ~20% cheaper; the blocking it leaves
+    # is far below what cut detection or keyframe scoring can see. Full-resolution grabs never skip it.
+    skip_loop_filter: bool = True
+    # 0 lets FFmpeg pick (one thread per core); set it on machines shared with other work.
+    decode_threads: int = Field(0, ge=0, le=64)
+
+
+class SceneSettings(BaseModel):
+    """Hard-cut detection on the shared pass (see videopipe.scenes)."""
+
+    # A cut's colour/luma change (0-255 scale) must reach this value...
+    min_change: float = Field(10.0, gt=0)
+    # ...and be this many times larger than the change between its neighbouring frames.
+    min_ratio: float = Field(3.0, gt=1)
+    # Frames on each side used for that neighbourhood.
+    window_frames: int = Field(3, ge=1, le=30)
+    # Shots shorter than this are merged into the previous one (flashes, glitches).
+    min_scene_s: float = Field(0.4, ge=0)
+
+
+class KeyframeSettings(BaseModel):
+    """How many keyframes, and where."""
+
+    # Hard ceiling for the whole video; every scene keeps one keyframe even past it.
+    max_total: int = Field(600, ge=1)
+    # A scene gets one more keyframe for every this many seconds of its length...
+    extra_every_s: float = Field(30.0, gt=0)
+    # ...up to this many in all.
+    max_per_scene: int = Field(8, ge=1)
+    # Frames right after a cut are often a blend of both shots (and blurry): never pick them.
+    guard_s: float = Field(0.12, ge=0)
+    jpeg_quality: int = Field(90, ge=30, le=100)
+
+
+class LimitSettings(BaseModel):
+    """Inputs videopipe refuses with a clear message instead of running out of memory or time."""
+
+    max_file_bytes: int = Field(64 * 1024**3, gt=0)
+    max_frame_pixels: int = Field(7680 * 4320, gt=0)  # 8K UHD
+    min_side_px: int = Field(16, ge=1)
+    max_aspect_ratio: float = Field(8.0, ge=1)
+    max_duration_s: float = Field(48 * 3600.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VIDEOPIPE_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("videopipe")))
+    vlm: Literal["auto", "none", "transformers", "openai"] = "auto"
+    analysis: AnalysisSettings = AnalysisSettings()
+    scenes: SceneSettings = SceneSettings()
+    keyframes: KeyframeSettings = KeyframeSettings()
+    limits: LimitSettings = LimitSettings()
+
+    @model_validator(mode="after")
+    def _expand_paths(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser()
+        return self
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (e.g. CLI flags) on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

@@ -1,0 +1,60 @@
+"""The exception tree. Every error a user can cause carries a one-line message naming the problem and what
+to do about it, and a stable ``type`` slug that the API turns into an RFC 9457 problem type.
+
+    VideopipeError
+    ├── InputError                 the user's input is at fault; retrying will not help
+    │   ├── VideoNotFound          no such file
+    │   ├── EmptyFile              zero bytes
+    │   ├── NotAVideo              not a media file at all (text, PDF, image...)
+    │   ├── NoVideoStream          a media file without pictures (audio only)
+    │   ├── TruncatedVideo         the file stops before its own index says it should
+    │   ├── UndecodableVideo       a video stream, but not one frame decodes
+    │   └── UnsupportedVideo       decodes, but outside the limits (absurd size, length)
+    └── ...                        (later: VLMUnavailable, transient errors)
+"""
+
+from __future__ import annotations
+
+
+class VideopipeError(Exception):
+    """Base class. ``str(error)`` is the user-facing one-line message."""
+
+    type = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InputError(VideopipeError):
+    """The input itself is wrong; the same input will fail the same way again."""
+
+    type = "invalid-input"
+
+
+class VideoNotFound(InputError):
+    type = "video-not-found"
+
+
+class EmptyFile(InputError):
+    type = "empty-file"
+
+
+class NotAVideo(InputError):
+    type = "not-a-video"
+
+
+class NoVideoStream(InputError):
+    type = "no-video-stream"
+
+
+class TruncatedVideo(InputError):
+    type = "truncated-video"
+
+
+class UndecodableVideo(InputError):
+    type = "undecodable-video"
+
+
+class UnsupportedVideo(InputError):
+    type = "unsupported-video"

@@ -1,0 +1,91 @@
+"""Full-resolution frames at chosen presentation timestamps.
+
+Targets are visited in time order. Between nearby targets the decoder simply runs forward; a far target
+costs one seek to the keyframe before it. Every returned frame has exactly the requested PTS (the same one
+the analysis pass saw), so the time stored with a keyframe image is the time of its pixels. Display
+rotation is applied, so images are upright.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import av.error
+from PIL import Image
+
+from videopipe.media.probe import VideoInfo
+
+log = logging.getLogger(__name__)
+
+# Decoding forward is cheaper than seeking when the next target is closer than this.
+_FORWARD_DECODE_S = 2.0
+
+_TRANSPOSE = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
+
+
+@dataclass(slots=True)
+class GrabbedFrame:
+    pts: int
+    t_s: float
+    image: Image.Image  # RGB, upright
+
+
+def upright(image: Image.Image, rotation: int) -> Image.Image:
+    """Apply display rotation metadata (degrees counter-clockwise) to decoded pixels."""
+    transpose = _TRANSPOSE.get(rotation % 360)
+    return image.transpose(transpose) if transpose is not None else image
+
+
+def grab_frames(info: VideoInfo, pts_list: Iterable[int]) -> Iterator[GrabbedFrame]:
+    """Yield one full-resolution frame per requested PTS, in ascending PTS order."""
+    targets = sorted(set(pts_list))
+    if not targets:
+        return
+    container = av.open(info.path, metadata_errors="ignore")
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = stream.time_base or info.time_base
+        start_pts = round(info.start_time_s / float(tb)) if tb else 0
+        forward_pts = _FORWARD_DECODE_S / float(tb)
+        frames: Iterator[Any] | None = None
+        last_pts: int | None = None
+        for target in targets:
+            if frames is None or last_pts is None or target < last_pts or target - last_pts > forward_pts:
+                container.seek(target, stream=stream, backward=True, any_frame=False)
+                frames = _decode(container, stream)
+                last_pts = None
+            found = None
+            for frame in frames:
+                if frame.pts is None:
+                    continue
+                last_pts = frame.pts
+                if frame.pts >= target:
+                    found = frame
+                    break
+            if found is None:
+                log.warning(
+                    "no frame at pts %d (%.3f s): the file ends earlier", target, (target - start_pts) * float(tb)
+                )
+                continue
+            if found.pts != target:
+                log.warning("frame at pts %d requested, %d found", target, found.pts)
+            image = upright(found.to_image(), info.rotation)
+            yield GrabbedFrame(found.pts, float((found.pts - start_pts) * tb), image)
+    finally:
+        container.close()
+
+
+def _decode(container: Any, stream: Any) -> Iterator[Any]:
+    try:
+        for packet in container.demux(stream):
+            try:
+                yield from packet.decode()
+            except av.error.FFmpegError:
+                continue  # a corrupt packet was already reported by the analysis pass
+    except av.error.FFmpegError:
+        return
