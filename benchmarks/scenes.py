@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 import tracemalloc
@@ -88,38 +89,46 @@ def pyscenedetect(path: Path, detector_name: str) -> tuple[int, list[float]]:
     return frames, [start.seconds for start, _ in scenes[1:]]
 
 
-def run(
-    name: str,
-    fn: Callable[[], tuple[int, list[float]]],
-    duration_s: float,
-    truth: list[float],
-    fps: float,
-    track_memory: bool = False,
-) -> dict[str, object]:
+def measure(
+    fn: Callable[[], tuple[int, list[float]]], track_memory: bool = False
+) -> tuple[float, int, list[float], float]:
     if track_memory:
         tracemalloc.start()
     started = time.perf_counter()
     frames, cuts = fn()
     wall = time.perf_counter() - started
-    peak_mb = None
+    peak_mb = 0.0
     if track_memory:
         peak_mb = tracemalloc.get_traced_memory()[1] / 1e6
         tracemalloc.stop()
+    return wall, frames, cuts, peak_mb
+
+
+def row_for(
+    name: str,
+    walls: list[float],
+    frames: int,
+    cuts: list[float] | None,
+    duration_s: float,
+    truth: list[float],
+    fps: float,
+) -> dict[str, object]:
+    wall = statistics.median(walls)
     row: dict[str, object] = {
         "method": name,
+        "runs": len(walls),
         "wall_s": round(wall, 2),
+        "wall_spread_s": [round(min(walls), 2), round(max(walls), 2)],
         "frames": frames,
         "fps": round(frames / wall, 1),
         "x_realtime": round(duration_s / wall, 1),
     }
-    if not name.startswith("pure decode"):
+    if cuts is not None:
         tp, fp, fn_ = match_cuts(cuts, truth, tolerance_s=0.5 / fps)  # within one frame
         precision = tp / (tp + fp) if tp + fp else 0.0
         recall = tp / (tp + fn_) if tp + fn_ else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         row.update(precision=round(precision, 3), recall=round(recall, 3), f1=round(f1, 3))
-    if peak_mb is not None:
-        row["python_peak_mb"] = round(peak_mb, 1)
     print(json.dumps(row), file=sys.stderr)
     return row
 
@@ -127,6 +136,7 @@ def run(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs of decode and videopipe (median)")
     parser.add_argument("--skip-pyscenedetect", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the result rows as JSON")
     args = parser.parse_args()
@@ -134,40 +144,56 @@ def main() -> None:
     path, truth, fps = make_media(args.preset)
     info = probe(path)
     d = info.duration_s
-    rows = [
-        run("pure decode", lambda: pure_decode(path), d, truth, fps),
-        run("videopipe pass", lambda: videopipe_pass(path, True), d, truth, fps),
-        run("videopipe pass, full deblocking", lambda: videopipe_pass(path, False), d, truth, fps),
-        run("videopipe pass (tracemalloc on)", lambda: videopipe_pass(path, True), d, truth, fps, True),
+
+    # Decode and the videopipe pass alternate, round after round, so drift in machine speed hits both alike.
+    methods: list[tuple[str, Callable[[], tuple[int, list[float]]]]] = [
+        ("pure decode (PyAV, threaded)", lambda: pure_decode(path)),
+        ("videopipe pass", lambda: videopipe_pass(path, True)),
+        ("videopipe pass, full deblocking", lambda: videopipe_pass(path, False)),
     ]
+    walls: dict[str, list[float]] = {name: [] for name, _ in methods}
+    frames: dict[str, int] = {}
+    cuts: dict[str, list[float] | None] = {}
+    for _ in range(args.rounds):
+        for name, fn in methods:
+            wall, n, found, _ = measure(fn)
+            walls[name].append(wall)
+            frames[name] = n
+            cuts[name] = found if name.startswith("videopipe") else None
+    rows = [row_for(name, walls[name], frames[name], cuts[name], d, truth, fps) for name, _ in methods]
+    _, _, _, peak_mb = measure(lambda: videopipe_pass(path, True), track_memory=True)
     if not args.skip_pyscenedetect:
         for det in ("content", "adaptive", "hash", "histogram"):
-            label = "PySceneDetect detect(ContentDetector()) [default]" if det == "content" else f"PySceneDetect {det}"
-            rows.append(run(label, lambda det=det: pyscenedetect(path, det), d, truth, fps))
-    rows.append(run("pure decode (again)", lambda: pure_decode(path), d, truth, fps))
-    decode_fps = (float(rows[0]["fps"]) + float(rows[-1]["fps"])) / 2  # type: ignore[arg-type]
+            label = f"PySceneDetect detect(path, {det.capitalize()}Detector())"
+            if det == "content":
+                label += " [default]"
+            wall, n, found, _ = measure(lambda det=det: pyscenedetect(path, det))  # type: ignore[misc]
+            rows.append(row_for(label, [wall], n, found, d, truth, fps))
+    decode_fps = float(rows[0]["fps"])  # type: ignore[arg-type]
     for row in rows:
         row["vs_decode"] = round(float(row["fps"]) / decode_fps, 2)  # type: ignore[arg-type]
 
     header = (
         f"{path.name}: {info.width}x{info.height} {info.codec}, {info.fps:g} fps, {d:.0f} s, "
-        f"{len(truth)} cuts; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{len(truth)} cuts; {platform.machine()}, {os.cpu_count()} cores, "
         f"PyAV {av.__version__}, Python {platform.python_version()}"
     )
     if args.json:
-        print(json.dumps({"file": header, "rows": rows}, indent=2))
+        print(json.dumps({"file": header, "rows": rows, "python_peak_mb": peak_mb}, indent=2))
         return
     print(header)
-    print("| method | frames/s | × real time | × pure decode | precision | recall | F1 |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| method | runs | frames/s (median) | wall s (min–max) | × real time | × pure decode "
+        "| precision | recall | F1 |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
+        lo, hi = r["wall_spread_s"]  # type: ignore[misc]
         print(
-            f"| {r['method']} | {r['fps']} | {r['x_realtime']} | {r['vs_decode']} | "
-            f"{r.get('precision', '')} | {r.get('recall', '')} | {r.get('f1', '')} |"
+            f"| {r['method']} | {r['runs']} | {r['fps']} | {r['wall_s']} ({lo}–{hi}) | {r['x_realtime']} | "
+            f"{r['vs_decode']} | {r.get('precision', '')} | {r.get('recall', '')} | {r.get('f1', '')} |"
         )
-    mem = [r for r in rows if "python_peak_mb" in r]
-    for r in mem:
-        print(f"peak Python-side memory during the videopipe pass: {r['python_peak_mb']} MB")
+    print(f"\npeak Python-side memory (tracemalloc) during one videopipe pass: {peak_mb:.1f} MB")
 
 
 if __name__ == "__main__":

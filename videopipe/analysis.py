@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from videopipe import __version__
 from videopipe.config import Settings
+from videopipe.errors import UndecodableVideo
 from videopipe.keyframes import Keyframe, KeyframeSelector
 from videopipe.media.decode import describe_resolution, iter_analysis_frames
 from videopipe.media.grab import grab_frames
@@ -94,8 +95,6 @@ def run_pass(
     feed(detector.flush())
     decode_s = time.perf_counter() - started
     if frames == 0:
-        from videopipe.errors import UndecodableVideo
-
         raise UndecodableVideo(
             f"{Path(info.path).name}: not one frame could be decoded; the file is damaged, re-export or re-encode it"
         )

@@ -154,7 +154,7 @@ def analyze(
     settings = Settings()
     options = AnalyzeOptions(vlm=vlm or settings.vlm, asr=not no_asr, ocr=not no_ocr, motion=not no_motion)
     out = out_dir or default_out_dir(video)
-    with RichProgress(enabled=(not quiet and err_console.is_terminal) or (not quiet and not as_json)) as bar:
+    with RichProgress(enabled=not quiet) as bar:
         doc = run_analyze(video, out, settings, options, progress=bar, warn=_warn)
     if as_json:
         click.echo(json.dumps(doc, indent=2))

@@ -1,6 +1,6 @@
 """Hard-cut detection on the shared analysis pass.
 
-Each frame is reduced to a tiny signature (luma about 64 px wide plus both chroma planes at half that). The
+Each frame is reduced to a tiny signature (luma 64-127 px wide plus both chroma planes, box-averaged). The
 change score of a frame is the mean absolute difference of its signature from the previous frame's, in 0-255
 units, summed over Y, U and V. A frame starts a new scene when its change score
 
@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from videopipe.config import SceneSettings
-from videopipe.media.decode import AnalysisFrame
+from videopipe.media.decode import AnalysisFrame, box_halve, halvings_for
 
 _SIG_LONG_SIDE = 64
 
@@ -58,14 +58,13 @@ class _Pending:
 
 
 def signature(frame: AnalysisFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    h, w = frame.luma.shape
-    scale = _SIG_LONG_SIDE / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    csize = (max(1, size[0] // 2), max(1, size[1] // 2))
+    """Y, U and V box-averaged by powers of two until the luma's long side is at most 64-127 px."""
+    times = halvings_for(frame.luma.shape[1], frame.luma.shape[0], 2 * _SIG_LONG_SIDE - 1)
+    chroma_times = max(0, times - (frame.luma.shape[1] // max(1, frame.chroma_u.shape[1])).bit_length() + 1)
     return (
-        cv2.resize(frame.luma, size, interpolation=cv2.INTER_AREA),
-        cv2.resize(frame.chroma_u, csize, interpolation=cv2.INTER_AREA),
-        cv2.resize(frame.chroma_v, csize, interpolation=cv2.INTER_AREA),
+        box_halve(frame.luma, times),
+        box_halve(frame.chroma_u, chroma_times),
+        box_halve(frame.chroma_v, chroma_times),
     )
 
 
