@@ -53,6 +53,13 @@ def make_truncated_faststart(d: Path) -> Path:
     return p
 
 
+def make_truncated_mkv(d: Path) -> Path:
+    src = write_sample_video(d / "full.mkv", shots_s=(2.0, 2.0, 2.0)).path
+    data = src.read_bytes()
+    (p := d / "truncated.mkv").write_bytes(data[: len(data) // 2])
+    return p
+
+
 def make_text(d: Path) -> Path:
     (p := d / "notes.mp4").write_text("meeting notes\nthese are not a video\n" * 20)
     return p
@@ -93,6 +100,7 @@ BAD_INPUTS: list[tuple[Callable[[Path], Path], type[errors.InputError], str]] = 
     (make_zero_byte, errors.EmptyFile, "empty (0 bytes)"),
     (make_truncated_moov_at_end, errors.TruncatedVideo, "cut off"),
     (make_truncated_faststart, errors.TruncatedVideo, "cut off"),
+    (make_truncated_mkv, errors.TruncatedVideo, "cut off"),
     (make_text, errors.NotAVideo, "a text file, not a video"),
     (make_pdf, errors.NotAVideo, "a PDF document, not a video"),
     (make_audio_only, errors.NoVideoStream, "audio only"),

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from videopipe import __version__
 from videopipe.config import Settings
-from videopipe.errors import UndecodableVideo
+from videopipe.errors import TruncatedVideo, UndecodableVideo
 from videopipe.keyframes import Keyframe, KeyframeSelector
 from videopipe.media.decode import describe_resolution, iter_analysis_frames
 from videopipe.media.grab import grab_frames
@@ -100,10 +100,29 @@ def run_pass(
         )
     scenes = detector.finish()
     last_end = scenes[-1].end_s
+    _check_complete(info, last_end)
     if info.duration_s and last_end < info.duration_s and info.duration_s - last_end < 2.0:
         scenes[-1].end_s = info.duration_s  # the container's duration includes the last frame's length
     progress.update(info.duration_s or last_end)
     return PassResult(info, scenes, selector.select(scenes), frames, decode_s, warnings)
+
+
+# Containers whose header states the duration (rather than FFmpeg estimating it from the bitrate).
+_DECLARED_DURATION_FORMATS = {"matroska,webm", "avi", "mov,mp4,m4a,3gp,3g2,mj2", "flv", "asf"}
+
+
+def _check_complete(info: VideoInfo, decoded_to_s: float) -> None:
+    """A file that stops well before the duration its own header declares was cut off."""
+    if info.container not in _DECLARED_DURATION_FORMATS or not info.duration_s:
+        return
+    missing = info.duration_s - decoded_to_s
+    if missing > max(1.0, 0.1 * info.duration_s):
+        ext = Path(info.path).suffix or ".mkv"
+        raise TruncatedVideo(
+            f"{Path(info.path).name}: the pictures stop at {fmt_time(decoded_to_s)} but the file declares "
+            f"{fmt_time(info.duration_s)}; it was cut off during upload, copy or recording. Copy the complete "
+            f"file again, or remux what is there (ffmpeg -i IN -c copy OUT{ext}) to analyse only that part"
+        )
 
 
 def fmt_time(t_s: float) -> str:

@@ -50,7 +50,11 @@ class RichProgress:
         self._bar.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is not None:
+            # On failure the error line is all the user should see: drop the half-drawn bars.
+            for task in list(self._bar.task_ids):
+                self._bar.remove_task(task)
         self._bar.stop()
 
     def start(self, stage: str, total: float) -> None:

@@ -11,7 +11,9 @@ Times are the frames' presentation timestamps converted to seconds from the star
 
 from __future__ import annotations
 
+import heapq
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -134,7 +136,7 @@ def iter_analysis_frames(
 ) -> Iterator[AnalysisFrame]:
     """Decode the whole video once, yielding small frames with exact presentation times.
 
-    Corrupt packets are skipped and reported through `warn` (once per kind, with a count at the end); they
+    Corrupt packets are skipped and reported through `warn` (the first one, then a count at the end); they
     never stop the pass.
     """
     settings = settings or AnalysisSettings()
@@ -143,37 +145,75 @@ def iter_analysis_frames(
     container, stream = open_for_analysis(info, settings)
     tb = float(stream.time_base)
     start_pts = round(info.start_time_s / tb) if tb else 0
-    index = 0
     bad_packets = 0
-    last_pts: int | None = None
+
+    def on_bad_packet(exc: Exception, packet: Any) -> None:
+        nonlocal bad_packets
+        bad_packets += 1
+        if bad_packets == 1:
+            at = f"{(packet.pts - start_pts) * tb:.3f} s" if packet.pts is not None else "unknown time"
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            warn(f"skipping a corrupt packet at {at} ({reason}); the frames around it may be missing or damaged")
+
     step = round(1 / (info.fps * tb)) if info.fps and tb else 1
     try:
-        for packet in _demux_safely(container, stream, warn):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError as exc:
-                bad_packets += 1
-                if bad_packets == 1:
-                    at = f"{(packet.pts - start_pts) * tb:.3f} s" if packet.pts is not None else "unknown time"
-                    warn(
-                        f"skipping a corrupt packet at {at} ({exc.strerror or type(exc).__name__}); "
-                        "the frames around it may be missing or damaged"
-                    )
-                continue
-            for frame in frames:
-                pts = frame.pts
-                if pts is None:  # no timestamp from the container: continue the previous frame's clock
-                    pts = (last_pts + step) if last_pts is not None else start_pts
-                if last_pts is not None and pts <= last_pts:
-                    continue  # duplicate or out-of-order timestamp after corruption; times must increase
-                last_pts = pts
-                y, u, v = downscale(frame)
-                yield AnalysisFrame(index, pts, (pts - start_pts) * tb, y, u, v)
-                index += 1
+        for index, (pts, frame) in enumerate(timed_frames(container, stream, warn, on_bad_packet, step)):
+            y, u, v = downscale(frame)
+            yield AnalysisFrame(index, pts, (pts - start_pts) * tb, y, u, v)
     finally:
         container.close()
     if bad_packets > 1:
         warn(f"{bad_packets} corrupt packets were skipped in all")
+
+
+# Decoders emit frames in presentation order, but some containers (AVI with B-frames) label them with
+# decode-order stamps: the right stamps are the same set, sorted. Sorting within a window this deep fixes
+# any real reorder depth; for ordinary files it changes nothing.
+_REORDER_DEPTH = 8
+
+
+def timed_frames(
+    container: Any,
+    stream: Any,
+    warn: WarningSink,
+    on_bad_packet: Callable[[Exception, Any], None] | None = None,
+    step: int = 1,
+) -> Iterator[tuple[int, Any]]:
+    """Decoded frames in presentation order, each with a strictly increasing PTS (stream time base).
+
+    Frames without a timestamp continue the previous frame's clock by `step`; duplicate timestamps (after
+    corruption) are dropped, since every time must name exactly one frame.
+    """
+    stamps: list[int] = []
+    pending: deque[Any] = deque()
+    newest: int | None = None
+    last: int | None = None
+
+    def release() -> tuple[int, Any] | None:
+        nonlocal last
+        frame, pts = pending.popleft(), heapq.heappop(stamps)
+        if last is not None and pts <= last:
+            return None
+        last = pts
+        return pts, frame
+
+    for packet in _demux_safely(container, stream, warn):
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            if on_bad_packet is not None:
+                on_bad_packet(exc, packet)
+            continue
+        for frame in frames:
+            pts = frame.pts if frame.pts is not None else (newest + step if newest is not None else 0)
+            newest = pts if newest is None else max(newest, pts)
+            heapq.heappush(stamps, pts)
+            pending.append(frame)
+            if len(pending) > _REORDER_DEPTH and (released := release()) is not None:
+                yield released
+    while pending:
+        if (released := release()) is not None:
+            yield released
 
 
 def _demux_safely(container: Any, stream: Any, warn: WarningSink) -> Iterator[Any]:
@@ -184,10 +224,8 @@ def _demux_safely(container: Any, stream: Any, warn: WarningSink) -> Iterator[An
         except StopIteration:
             return
         except av.error.FFmpegError as exc:
-            warn(
-                f"the file ends in damaged data ({exc.strerror or type(exc).__name__}); "
-                "analysing what was read before it"
-            )
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            warn(f"the file ends in damaged data ({reason}); analysing what was read before it")
             return
         yield packet  # the last, empty packet drains the (threaded) decoder
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import av
-import av.error
 from PIL import Image
 
+from videopipe.media.decode import timed_frames
 from videopipe.media.probe import VideoInfo
 
 log = logging.getLogger(__name__)
@@ -52,40 +52,27 @@ def grab_frames(info: VideoInfo, pts_list: Iterable[int]) -> Iterator[GrabbedFra
         tb = stream.time_base or info.time_base
         start_pts = round(info.start_time_s / float(tb)) if tb else 0
         forward_pts = _FORWARD_DECODE_S / float(tb)
-        frames: Iterator[Any] | None = None
+        frames: Iterator[tuple[int, Any]] | None = None
         last_pts: int | None = None
         for target in targets:
             if frames is None or last_pts is None or target < last_pts or target - last_pts > forward_pts:
                 container.seek(target, stream=stream, backward=True, any_frame=False)
-                frames = _decode(container, stream)
+                frames = timed_frames(container, stream, log.warning)
                 last_pts = None
             found = None
-            for frame in frames:
-                if frame.pts is None:
-                    continue
-                last_pts = frame.pts
-                if frame.pts >= target:
-                    found = frame
+            for pts, frame in frames:
+                last_pts = pts
+                if pts >= target:
+                    found = (pts, frame)
                     break
             if found is None:
                 log.warning(
                     "no frame at pts %d (%.3f s): the file ends earlier", target, (target - start_pts) * float(tb)
                 )
                 continue
-            if found.pts != target:
-                log.warning("frame at pts %d requested, %d found", target, found.pts)
-            image = upright(found.to_image(), info.rotation)
-            yield GrabbedFrame(found.pts, float((found.pts - start_pts) * tb), image)
+            pts, frame = found
+            if pts != target:
+                log.warning("frame at pts %d requested, %d found", target, pts)
+            yield GrabbedFrame(pts, float((pts - start_pts) * tb), upright(frame.to_image(), info.rotation))
     finally:
         container.close()
-
-
-def _decode(container: Any, stream: Any) -> Iterator[Any]:
-    try:
-        for packet in container.demux(stream):
-            try:
-                yield from packet.decode()
-            except av.error.FFmpegError:
-                continue  # a corrupt packet was already reported by the analysis pass
-    except av.error.FFmpegError:
-        return

@@ -201,7 +201,7 @@ def _describe(p: Path, size: int, container: Any, limits: LimitSettings) -> Vide
     if not avg and duration_s and frame_count:
         avg = frame_count / duration_s
     return VideoInfo(
-        path=str(p),
+        path=str(p.resolve()),
         size_bytes=size,
         container=container.format.name,
         codec=cc.name,
@@ -247,9 +247,16 @@ def _check_index_against_size(p: Path, size: int, stream: Any) -> None:
     if end > size:
         have = sum(1 for i in range(n) if int(entries[i].pos) + int(entries[i].size) <= size)
         raise TruncatedVideo(
-            f"{p.name}: the file is {size / 1e6:.1f} MB but its index expects {end / 1e6:.1f} MB "
+            f"{p.name}: the file is {_human_bytes(size)} but its index expects {_human_bytes(end)} "
             f"({have} of {n} frames present); it was cut off during upload or copy, copy the complete file again"
         )
+
+
+def _human_bytes(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
 
 
 def _first_frame_rotation(p: Path, container: Any, stream: Any) -> int:
