@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,18 @@ def ffmpeg(*args: str) -> None:
     if FFMPEG is None:
         pytest.fail("the ffmpeg CLI is missing: run scripts/install-system-deps.sh (make test does)")
     subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `python -m videopipe ARGS` the way a user would (a fresh process, wide terminal)."""
+    return subprocess.run(
+        [sys.executable, "-m", "videopipe", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=300,
+    )
 
 
 @pytest.fixture(autouse=True)

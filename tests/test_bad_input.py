@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import av
 import pytest
 
+from tests.conftest import run_cli
 from videopipe import errors
 from videopipe.analysis import analyze
 from videopipe.config import LimitSettings
 from videopipe.media import probe
 from videopipe.samples import SampleVideo, write_audio_only, write_sample_video
-
-
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "videopipe", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-        timeout=120,
-    )
 
 
 def _packets(path: Path) -> list[tuple[int, int]]:

@@ -3,28 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tests.conftest import run_cli
 from videopipe.samples import SampleVideo
 
 SCHEMA_KEYS = {"schema", "video", "scenes", "keyframes", "transcript", "ocr", "chapters", "events", "tags", "vlm"}
-
-
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "videopipe", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-        timeout=300,
-    )
 
 
 def test_analyze_writes_schema_v1_next_to_cwd(shots_video: SampleVideo, tmp_path: Path) -> None:
