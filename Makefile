@@ -9,6 +9,8 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	./scripts/install-system-deps.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	# CPU torch pinned first, so the vlm extra does not pull a CUDA build.
+	$(PY) -m pip install -q 'torch==2.13.0' 'torchvision==0.28.*'
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 

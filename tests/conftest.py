@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from videopipe.samples import SampleVideo, write_sample_video
+# Before anything imports torchvision (see tests/support/sitecustomize.py); child processes get it too.
+SUPPORT = Path(__file__).parent / "support"
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")]))
+runpy.run_path(str(SUPPORT / "sitecustomize.py"))  # the same file the child processes load
+
+from videopipe.samples import SampleVideo, write_sample_video  # noqa: E402
 
 FFMPEG = shutil.which("ffmpeg")
 
@@ -104,3 +110,11 @@ def lavfi_video(media_dir: Path) -> Path:
         str(out),
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight Qwen3-VL checkpoint (real tokenizer, processor and model classes), built offline."""
+    from videopipe.vlm.testing import build_tiny_qwen3_vl
+
+    return build_tiny_qwen3_vl(tmp_path_factory.mktemp("tiny-qwen3-vl"))

@@ -28,6 +28,8 @@ from videopipe.media.grab import grab_frames
 from videopipe.media.probe import VideoInfo, probe
 from videopipe.progress import NullProgress, Progress
 from videopipe.scenes import CutDetector, Scene, SceneFrame
+from videopipe.understanding import understand
+from videopipe.vlm import BackendChoice, select_backend
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +44,11 @@ class FrameConsumer(Protocol):
 
 @dataclass(slots=True)
 class AnalyzeOptions:
-    vlm: str = "auto"
+    vlm: str | None = None  # None: the settings' choice (VIDEOPIPE_VLM, default auto)
     asr: bool = True
     ocr: bool = True
     motion: bool = True
+    dump_prompt: Path | None = None  # write the exact prompts sent to the model here
 
 
 @dataclass(slots=True)
@@ -167,7 +170,13 @@ def build_document(result: PassResult, images: dict[int, str], options: AnalyzeO
             for s in result.scenes
         ],
         "keyframes": [
-            {"t_s": _r(k.t_s), "scene_index": k.scene_index, "image": images[k.pts], "time": fmt_time(k.t_s)}
+            {
+                "t_s": _r(k.t_s),
+                "scene_index": k.scene_index,
+                "image": images[k.pts],
+                "time": fmt_time(k.t_s),
+                "score": k.score,
+            }
             for k in result.keyframes
             if k.pts in images
         ],
@@ -210,6 +219,7 @@ def analyze(
     settings = settings or Settings()
     options = options or AnalyzeOptions()
     progress = progress or NullProgress()
+    choice = select_backend(settings, options.vlm)  # before any work: a wrong option fails at once
     info = probe(video, settings.limits)
     log.info("analysis resolution %s for %dx%d", describe_resolution(info, settings.analysis), info.width, info.height)
     result = run_pass(info, settings, consumers, progress, warn)
@@ -221,11 +231,32 @@ def analyze(
     try:
         images = _write_keyframes(info, result.keyframes, staging / "keyframes", settings, progress)
         document = build_document(result, images, options)
+        _understand(document, staging, choice, settings, options, progress, warn)
         (staging / "analysis.json").write_text(json.dumps(document, indent=2) + "\n")
         _commit(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return document
+
+
+def _understand(
+    doc: dict[str, Any],
+    base_dir: Path,
+    choice: BackendChoice,
+    settings: Settings,
+    options: AnalyzeOptions,
+    progress: Progress,
+    warn: Callable[[str], None] | None,
+) -> None:
+    result = understand(doc, base_dir, choice, settings, progress, warn)
+    doc["chapters"], doc["events"], doc["tags"], doc["vlm"] = result.chapters, result.events, result.tags, result.vlm
+    for scene in doc["scenes"]:
+        if scene["index"] in result.captions:
+            scene["caption"] = result.captions[scene["index"]]
+    if options.dump_prompt is not None:
+        separator = "\n\n" + "=" * 100 + "\n\n"
+        body = separator.join(result.prompts) if result.prompts else f"(no prompt sent: {result.vlm.get('reason')})"
+        options.dump_prompt.write_text(body + "\n")
 
 
 def _write_keyframes(

@@ -22,7 +22,12 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from videopipe.config import Settings
-from videopipe.errors import VideopipeError
+from videopipe.errors import VideopipeError, VLMError
+
+
+class VLMErrorForCli(VLMError):
+    """The model failed after the analysis was written: exit 2, results kept."""
+
 
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -120,6 +125,9 @@ def _warn(message: str) -> None:
     err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
 
 
+_VLM_CHOICE = click.Choice(["auto", "none", "transformers", "openai"])
+
+
 @main.command()
 @click.argument("video", type=click.Path(path_type=Path))
 @click.option(
@@ -130,11 +138,14 @@ def _warn(message: str) -> None:
     help="Output folder (default: ./<video name>.videopipe/).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print analysis.json to stdout.")
+@click.option("--vlm", type=_VLM_CHOICE, default=None, help="Understanding backend (default: VIDEOPIPE_VLM or auto).")
+@click.option("--model", default=None, help="Qwen3-VL checkpoint path or hub id (transformers), or served name.")
+@click.option("--vlm-url", default=None, help="OpenAI-compatible server, e.g. http://gpu-1:8000/v1.")
 @click.option(
-    "--vlm",
-    type=click.Choice(["auto", "none", "transformers", "openai"]),
+    "--dump-prompt",
+    type=click.Path(path_type=Path),
     default=None,
-    help="Understanding backend (default: VIDEOPIPE_VLM or auto).",
+    help="Write the exact prompt(s) sent to the model to this file (vision tokens collapsed).",
 )
 @click.option("--no-asr", is_flag=True, help="Skip speech recognition.")
 @click.option("--no-ocr", is_flag=True, help="Skip on-screen text.")
@@ -146,17 +157,20 @@ def analyze(
     out_dir: Path | None,
     as_json: bool,
     vlm: str | None,
+    model: str | None,
+    vlm_url: str | None,
+    dump_prompt: Path | None,
     no_asr: bool,
     no_ocr: bool,
     no_motion: bool,
     quiet: bool,
 ) -> None:
-    """Analyse VIDEO in-process: scenes and keyframes now; transcript, text, chapters as stages land."""
+    """Analyse VIDEO in-process: scenes, keyframes, chapters, events and tags (transcript/OCR as stages land)."""
     from videopipe.analysis import AnalyzeOptions, default_out_dir
     from videopipe.analysis import analyze as run_analyze
 
-    settings = Settings()
-    options = AnalyzeOptions(vlm=vlm or settings.vlm, asr=not no_asr, ocr=not no_ocr, motion=not no_motion)
+    settings = _settings(model, vlm_url)
+    options = AnalyzeOptions(vlm=vlm, asr=not no_asr, ocr=not no_ocr, motion=not no_motion, dump_prompt=dump_prompt)
     out = out_dir or default_out_dir(video)
     with RichProgress(enabled=not quiet) as bar:
         doc = run_analyze(video, out, settings, options, progress=bar, warn=_warn)
@@ -164,6 +178,58 @@ def analyze(
         click.echo(json.dumps(doc, indent=2))
     elif not quiet:
         _print_summary(doc, out)
+    _report_vlm(doc, explicit=(vlm or settings.vlm) in ("transformers", "openai"), quiet=quiet or as_json)
+
+
+def _settings(model: str | None, vlm_url: str | None) -> Settings:
+    overrides: dict[str, Any] = {}
+    if model:
+        overrides["vlm_model"] = model
+    if vlm_url:
+        overrides["vlm_url"] = vlm_url
+    return Settings(**overrides)
+
+
+def _report_vlm(doc: dict[str, Any], explicit: bool, quiet: bool) -> None:
+    vlm = doc.get("vlm") or {}
+    if not quiet:
+        model = f" ({vlm['model']})" if vlm.get("model") else ""
+        err_console.print(f"understanding: {vlm.get('backend')}{model}: {vlm.get('reason')}", highlight=False)
+    for problem in vlm.get("errors", []):
+        _warn(problem)
+    if vlm.get("error"):
+        message = f"{vlm['error']} (scenes, keyframes and extractive chapters were written)"
+        if explicit:
+            raise VLMErrorForCli(message)
+        _warn(message)
+
+
+@main.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--vlm", type=_VLM_CHOICE, default=None)
+@click.option("--model", default=None, help="Checkpoint whose tokenizer counts the text (transformers).")
+@click.option("--vlm-url", default=None)
+@_handle_errors
+def plan(video: Path, as_json: bool, vlm: str | None, model: str | None, vlm_url: str | None) -> None:
+    """Show how VIDEO's keyframes would go to Qwen3-VL (sizes, frames, tokens) without running a model.
+
+    Token counts are exact with a local checkpoint (its tokenizer counts the text), estimates otherwise.
+    """
+    from videopipe.planning import plan_video
+
+    result = plan_video(video, _settings(model, vlm_url), vlm)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    console = Console()
+    console.print(f"counting with: {result['counter']}; backend: {result['backend']} ({result['reason']})")
+    for n, w in enumerate(result["windows"], start=1):
+        console.print(
+            f"window {n}: {w['start_s']:.1f}-{w['end_s']:.1f} s, {w['keyframes']} of {w['keyframes_available']} "
+            f"keyframes at {w['frame_size'][0]}x{w['frame_size'][1]} ({w['tokens_per_group']} tokens each), "
+            f"{w['prompt_tokens']} prompt tokens of {w['budget_tokens']}, fits: {w['fits']}"
+        )
 
 
 def _print_summary(doc: dict[str, Any], out: Path) -> None:

@@ -64,6 +64,39 @@ class LimitSettings(BaseModel):
     max_duration_s: float = Field(48 * 3600.0, gt=0)
 
 
+class UnderstandingSettings(BaseModel):
+    """Qwen3-VL: how much context to use, how frames are sized, how the backends behave."""
+
+    # Native Qwen3-VL context is 262,144 tokens; YaRN (factor 3-4) stretches it to 1M. The planner fits
+    # the whole prompt (frames, timestamps, text) plus the answer into this.
+    context_tokens: int = Field(262_144, ge=1024, le=1_048_576)
+    max_new_tokens: int = Field(2048, ge=16, le=32768)
+    # Per-keyframe vision tokens (one token per 32x32 pixels): the planner starts at the top and steps
+    # down until everything fits.
+    max_frame_tokens: int = Field(160, ge=1, le=16384)
+    min_frame_tokens: int = Field(24, ge=1, le=16384)
+    # Repeat each keyframe so its 2-frame temporal group carries its exact time (True), or pair
+    # neighbouring keyframes to halve the cost (the group then shows the mean of their times).
+    duplicate_frames: bool = True
+    # OpenAI-compatible servers: "video" sends one video_url with exact frame times (vLLM >= 0.20),
+    # "images" interleaves "<t seconds>" text with image_url parts (any server).
+    openai_mode: Literal["video", "images"] = "video"
+    timeout_s: float = Field(300.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=10)
+    retry_backoff_s: float = Field(1.0, ge=0)  # doubled after each failed attempt
+    threads: int = Field(0, ge=0, le=256)  # torch CPU threads for the transformers backend; 0 = one per core
+    device: str = "auto"  # transformers backend: "auto", "cpu", "cuda", "cuda:1", ...
+    dtype: str = "auto"
+    # Per-video language for prompts and answers.
+    language: str = "English"
+
+    @model_validator(mode="after")
+    def _frame_bounds(self) -> UnderstandingSettings:
+        if self.min_frame_tokens > self.max_frame_tokens:
+            raise ValueError("min_frame_tokens must not exceed max_frame_tokens")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VIDEOPIPE_", env_nested_delimiter="__", extra="ignore", validate_default=True
@@ -71,10 +104,15 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("videopipe")))
     vlm: Literal["auto", "none", "transformers", "openai"] = "auto"
+    # A local checkpoint directory or hub id for the transformers backend; the served model name for openai.
+    vlm_model: str = "Qwen/Qwen3-VL-8B-Instruct"
+    vlm_url: str | None = None  # OpenAI-compatible base URL, e.g. http://gpu-1:8000/v1
+    vlm_api_key: str | None = None
     analysis: AnalysisSettings = AnalysisSettings()
     scenes: SceneSettings = SceneSettings()
     keyframes: KeyframeSettings = KeyframeSettings()
     limits: LimitSettings = LimitSettings()
+    understanding: UnderstandingSettings = UnderstandingSettings()
 
     @model_validator(mode="after")
     def _expand_paths(self) -> Settings:

@@ -10,7 +10,10 @@ to do about it, and a stable ``type`` slug that the API turns into an RFC 9457 p
     │   ├── TruncatedVideo         the file stops before its own index says it should
     │   ├── UndecodableVideo       a video stream, but not one frame decodes
     │   └── UnsupportedVideo       decodes, but outside the limits (absurd size, length)
-    └── ...                        (later: VLMUnavailable, transient errors)
+    ├── ConfigError                a setting or option is wrong or names something missing
+    └── VLMError                   the understanding model could not do its part
+        ├── VLMUnavailable         no server answers, or the model/backend cannot load (transient or setup)
+        └── VLMRequestRejected     the server refused this request (context too long, too many images...)
 """
 
 from __future__ import annotations
@@ -58,3 +61,19 @@ class UndecodableVideo(InputError):
 
 class UnsupportedVideo(InputError):
     type = "unsupported-video"
+
+
+class ConfigError(VideopipeError):
+    type = "configuration"
+
+
+class VLMError(VideopipeError):
+    type = "vlm-error"
+
+
+class VLMUnavailable(VLMError):
+    type = "vlm-unavailable"
+
+
+class VLMRequestRejected(VLMError):
+    type = "vlm-request-rejected"
