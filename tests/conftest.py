@@ -16,7 +16,8 @@ import pytest
 # Before anything imports torchvision (see tests/support/sitecustomize.py); child processes get it too.
 SUPPORT = Path(__file__).parent / "support"
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")]))
-runpy.run_path(str(SUPPORT / "sitecustomize.py"))  # the same file the child processes load
+# Keep the namespace: the torch.library.Library object in it must outlive the session.
+TORCHVISION_SHIM = runpy.run_path(str(SUPPORT / "sitecustomize.py"))  # the file child processes load
 
 from videopipe.samples import SampleVideo, write_sample_video  # noqa: E402
 

@@ -15,7 +15,10 @@ if not os.environ.get("VIDEOPIPE_TEST_NO_TV_SHIM"):
     except ImportError:
         pass
     else:
-        if torch.version.cuda is None:
-            _lib = torch.library.Library("torchvision", "DEF")
-            _lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-            _lib.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
+        try:
+            torch.ops.torchvision.nms  # noqa: B018 - defined already (a second import of this file)
+        except (AttributeError, RuntimeError):
+            if torch.version.cuda is None:
+                _lib = torch.library.Library("torchvision", "DEF")
+                _lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+                _lib.define("qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
