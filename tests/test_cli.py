@@ -22,8 +22,13 @@ def test_analyze_writes_schema_v1_next_to_cwd(shots_video: SampleVideo, tmp_path
     out = tmp_path / "shots.mp4.videopipe"
     doc = json.loads((out / "analysis.json").read_text())
     assert set(doc) >= SCHEMA_KEYS
-    assert doc["schema"] == 1 and doc["vlm"] is None
-    assert all(doc[k] == [] for k in ("transcript", "ocr", "chapters", "events", "tags"))
+    assert doc["schema"] == 1
+    assert doc["vlm"]["backend"] == "none" and doc["vlm"]["reason"] == "no model requested (--vlm none)"
+    assert all(doc[k] == [] for k in ("transcript", "ocr", "events", "tags"))
+    # No model: extractive chapters, titled by position, covering the video.
+    assert doc["chapters"] and all(c["source"] == "extractive" for c in doc["chapters"])
+    assert doc["chapters"][0]["title"] == "Scene 1 at 00:00:00"
+    assert doc["chapters"][-1]["end_s"] == doc["scenes"][-1]["end_s"]
     video = doc["video"]
     assert {"path", "duration_s", "fps", "width", "height", "vfr", "has_audio"} <= set(video)
     assert (video["width"], video["height"], video["has_audio"], video["vfr"]) == (640, 360, True, False)

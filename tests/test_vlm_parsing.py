@@ -61,7 +61,10 @@ Let me know if you need anything else."""
 
 def test_fenced_json_with_trailing_commas() -> None:
     answer = parse_answer(QWEN_STYLE)
-    assert [(c.start_s, c.end_s, c.title) for c in answer.chapters] == [(0.0, 12.4, "Opening"), (12.4, 90.0, "Definition")]
+    assert [(c.start_s, c.end_s, c.title) for c in answer.chapters] == [
+        (0.0, 12.4, "Opening"),
+        (12.4, 90.0, "Definition"),
+    ]
     assert answer.events[1].bbox == [120.0, 300.0, 480.0, 990.0]
     assert answer.events[0].bbox is None
     assert answer.captions == {"S1": "A title slide.", "S2": "A man at a whiteboard."}
@@ -81,8 +84,10 @@ def test_seconds_and_markers_as_times_and_a_bare_list() -> None:
 
 
 def test_unreadable_items_are_dropped_and_counted() -> None:
-    answer = parse_answer('{"chapters": [{"start": "soon", "end": "later", "title": "x"}, '
-                          '{"start": "00:01.00", "end": "00:02.00", "title": "ok"}, "junk"]}')
+    answer = parse_answer(
+        '{"chapters": [{"start": "soon", "end": "later", "title": "x"}, '
+        '{"start": "00:01.00", "end": "00:02.00", "title": "ok"}, "junk"]}'
+    )
     assert [c.title for c in answer.chapters] == ["ok"]
     assert answer.dropped == 2
 
@@ -109,16 +114,23 @@ def test_chapters_are_clamped_sorted_and_made_consecutive() -> None:
 
 def test_overlapping_events_with_the_same_label_merge() -> None:
     raw = [
-        Event(start=10, end=14, label="Person walking"), Event(start=12, end=18, label="person walking"),
-        Event(start=13, end=15, label="car"), Event(start=55, end=75, label="gate opens"),
+        Event(start=10, end=14, label="Person walking"),
+        Event(start=12, end=18, label="person walking"),
+        Event(start=13, end=15, label="car"),
+        Event(start=55, end=75, label="gate opens"),
     ]  # type: ignore[call-arg]
     out = clamp_and_merge_events(raw, 0.0, 60.0)
     assert [(e.label, e.start_s, e.end_s) for e in out] == [
-        ("Person walking", 10.0, 18.0), ("car", 13.0, 15.0), ("gate opens", 55.0, 60.0)]
+        ("Person walking", 10.0, 18.0),
+        ("car", 13.0, 15.0),
+        ("gate opens", 55.0, 60.0),
+    ]
 
 
 def test_bbox_outside_the_grid_is_clamped_and_bad_shape_dropped() -> None:
-    answer = parse_answer('{"events": [{"start": 1, "end": 2, "label": "a", "bbox_2d": [1200, -5, 100, 50]},'
-                          '{"start": 1, "end": 2, "label": "b", "bbox_2d": [1, 2]}]}')
+    answer = parse_answer(
+        '{"events": [{"start": 1, "end": 2, "label": "a", "bbox_2d": [1200, -5, 100, 50]},'
+        '{"start": 1, "end": 2, "label": "b", "bbox_2d": [1, 2]}]}'
+    )
     assert answer.events[0].bbox == [100.0, 0.0, 1000.0, 50.0]
     assert [e.label for e in answer.events] == ["a"] and answer.dropped == 1

@@ -27,8 +27,10 @@ def analysed(shots_video: SampleVideo, tmp_path_factory: pytest.TempPathFactory)
     out = tmp_path_factory.mktemp("analysed")
     doc = analyze(shots_video.path, out, Settings(), AnalyzeOptions(vlm="none"))
     # Timed speech and on-screen text, as the perception stages will provide, so they are counted too.
-    doc["transcript"] = [{"start_s": 1.0, "end_s": 2.5, "text": "we define the entropy of a source"},
-                         {"start_s": 9.0, "end_s": 11.0, "text": "now the second law"}]
+    doc["transcript"] = [
+        {"start_s": 1.0, "end_s": 2.5, "text": "we define the entropy of a source"},
+        {"start_s": 9.0, "end_s": 11.0, "text": "now the second law"},
+    ]
     doc["ocr"] = [{"t_s": 3.2, "text": "Entropy\nH(X) = -sum p log p", "confidence": 0.9}]
     return doc, out
 
@@ -45,14 +47,16 @@ VARIANTS = {
     "default": UnderstandingSettings(),
     "paired frames": UnderstandingSettings(duplicate_frames=False),
     "tiny frames": UnderstandingSettings(max_frame_tokens=4, min_frame_tokens=1),
-    "extra keyframes dropped": UnderstandingSettings(context_tokens=1316, max_new_tokens=16, max_frame_tokens=12,
-                                                     min_frame_tokens=12),
+    "extra keyframes dropped": UnderstandingSettings(
+        context_tokens=1316, max_new_tokens=16, max_frame_tokens=12, min_frame_tokens=12
+    ),
 }
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_planned_tokens_equal_the_processors_input_ids(variant: str, tiny_qwen: Path,
-                                                       analysed: tuple[dict[str, Any], Path]) -> None:
+def test_planned_tokens_equal_the_processors_input_ids(
+    variant: str, tiny_qwen: Path, analysed: tuple[dict[str, Any], Path]
+) -> None:
     doc, base = analysed
     settings = Settings(understanding=VARIANTS[variant])
     backend = TransformersBackend(str(tiny_qwen), settings.understanding)
@@ -67,8 +71,9 @@ def test_planned_tokens_equal_the_processors_input_ids(variant: str, tiny_qwen: 
         assert grid_t == len(window.plan.group_times_s)
 
 
-def test_extra_keyframes_are_dropped_first_and_every_scene_kept(tiny_qwen: Path,
-                                                                analysed: tuple[dict[str, Any], Path]) -> None:
+def test_extra_keyframes_are_dropped_first_and_every_scene_kept(
+    tiny_qwen: Path, analysed: tuple[dict[str, Any], Path]
+) -> None:
     doc, _ = analysed
     doc = json.loads(json.dumps(doc))
     # Give every scene three keyframes (the same frames, different scores) so there are extras to drop.
@@ -91,11 +96,23 @@ def test_markers_are_the_keyframe_times(tiny_qwen: Path, analysed: tuple[dict[st
     assert len(markers) == len(doc["keyframes"]) >= len(doc["scenes"])
 
 
-def test_analyze_cli_with_the_tiny_model_handles_its_garbage(shots_video: SampleVideo, tiny_qwen: Path,
-                                                              tmp_path: Path) -> None:
-    proc = run_cli("analyze", str(shots_video.path), "--vlm", "transformers", "--model", str(tiny_qwen),
-                   "--dump-prompt", "prompt.txt", "--out", "o", cwd=tmp_path,
-                   env={"VIDEOPIPE_UNDERSTANDING__MAX_NEW_TOKENS": "24"})
+def test_analyze_cli_with_the_tiny_model_handles_its_garbage(
+    shots_video: SampleVideo, tiny_qwen: Path, tmp_path: Path
+) -> None:
+    proc = run_cli(
+        "analyze",
+        str(shots_video.path),
+        "--vlm",
+        "transformers",
+        "--model",
+        str(tiny_qwen),
+        "--dump-prompt",
+        "prompt.txt",
+        "--out",
+        "o",
+        cwd=tmp_path,
+        env={"VIDEOPIPE_UNDERSTANDING__MAX_NEW_TOKENS": "24"},
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "o" / "analysis.json").read_text())
     vlm = doc["vlm"]
@@ -116,8 +133,9 @@ def test_analyze_cli_with_the_tiny_model_handles_its_garbage(shots_video: Sample
     assert "could not be read as JSON" in dumped.split("=" * 100)[1]
 
 
-def test_long_video_is_split_into_windows_at_scene_boundaries(tiny_qwen: Path,
-                                                              analysed: tuple[dict[str, Any], Path]) -> None:
+def test_long_video_is_split_into_windows_at_scene_boundaries(
+    tiny_qwen: Path, analysed: tuple[dict[str, Any], Path]
+) -> None:
     doc, _ = analysed
     fixed = UnderstandingSettings(max_frame_tokens=6, min_frame_tokens=6, max_new_tokens=16)
     backend = TransformersBackend(str(tiny_qwen), fixed)
@@ -142,3 +160,42 @@ def test_yarn_is_configured_past_the_native_context(tiny_qwen: Path) -> None:
     native = TransformersBackend(str(tiny_qwen), UnderstandingSettings())
     _, plain = native._load()
     assert (getattr(plain.config.text_config, "rope_parameters", None) or {}).get("rope_type") != "yarn"
+
+
+def test_plan_command_prints_the_exact_plan(shots_video: SampleVideo, tiny_qwen: Path, tmp_path: Path) -> None:
+    proc = run_cli(
+        "plan", str(shots_video.path), "--json", "--vlm", "transformers", "--model", str(tiny_qwen), cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["counter"] == "transformers (exact text token counts)"
+    [window] = plan["windows"]
+    assert window["fits"] and window["scenes_covered"] == window["scenes"] == len(shots_video.cut_times_s) + 1
+    assert window["prompt_tokens"] == window["text_tokens"] - 1 + window["vision_tokens"]
+    assert not (tmp_path / "shots.mp4.videopipe").exists()  # planning writes nothing
+
+    estimate = run_cli("plan", str(shots_video.path), "--vlm", "none", cwd=tmp_path)
+    assert estimate.returncode == 0 and "estimated text token counts" in estimate.stdout
+
+
+def test_auto_picks_server_then_local_checkpoint_then_none(tiny_qwen: Path, tmp_path: Path) -> None:
+    from videopipe.vlm import select_backend
+
+    missing = str(tmp_path / "no-such-checkpoint")
+    assert select_backend(Settings(vlm_url="http://gpu:8000/v1", vlm_model=str(tiny_qwen))).name == "openai"
+    chosen = select_backend(Settings(vlm_model=str(tiny_qwen)))
+    assert chosen.name == "transformers" and "local checkpoint" in chosen.reason
+    fallback = select_backend(Settings(vlm_model=missing))
+    assert fallback.name == "none" and "no server URL configured" in fallback.reason
+
+
+@pytest.mark.parametrize(("args", "phrase"), [
+    (["--vlm", "openai"], "--vlm openai needs a server"),
+    (["--vlm", "transformers", "--model", "/no/such/dir"], "--vlm transformers: no local checkpoint at /no/such/dir"),
+])  # fmt: skip
+def test_impossible_backend_choices_fail_before_any_work(
+    args: list[str], phrase: str, shots_video: SampleVideo, tmp_path: Path
+) -> None:
+    proc = run_cli("analyze", str(shots_video.path), *args, "--out", "o", cwd=tmp_path)
+    assert proc.returncode == 2 and phrase in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()

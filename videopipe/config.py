@@ -69,7 +69,7 @@ class UnderstandingSettings(BaseModel):
 
     # Native Qwen3-VL context is 262,144 tokens; YaRN (factor 3-4) stretches it to 1M. The planner fits
     # the whole prompt (frames, timestamps, text) plus the answer into this.
-    context_tokens: int = Field(262_144, ge=1024, le=1_048_576)
+    context_tokens: int = Field(262_144, ge=256, le=1_048_576)
     max_new_tokens: int = Field(2048, ge=16, le=32768)
     # Per-keyframe vision tokens (one token per 32x32 pixels): the planner starts at the top and steps
     # down until everything fits.

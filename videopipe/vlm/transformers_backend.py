@@ -36,11 +36,16 @@ def checkpoint_available(model: str) -> tuple[bool, str]:
         if (path / "config.json").exists():
             return True, f"local checkpoint {path}"
         return False, f"{path} has no config.json"
+    if model.startswith(("/", ".", "~")) or model.count("/") > 1:
+        return False, f"no local checkpoint at {path}"
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return False, "huggingface_hub is not installed"
-    cached = try_to_load_from_cache(model, "config.json")
+    try:
+        cached = try_to_load_from_cache(model, "config.json")
+    except ValueError:  # not a valid hub id either
+        return False, f"{model} is neither a checkpoint directory nor a hub id"
     if isinstance(cached, str):
         return True, f"{model} found in the Hugging Face cache"
     return False, f"no local checkpoint for {model} (not a directory, not in the Hugging Face cache)"
