@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -187,21 +187,26 @@ def parse_answer(text: str) -> Answer:
     return answer
 
 
+_T = TypeVar("_T", bound=_Timed)
+
+
+def _clamped(items: list[_T], start_s: float, end_s: float, keep_instants: bool) -> list[_T]:
+    """Items with times clamped into [start_s, end_s] (reversed ranges turned round), sorted by time."""
+    kept = []
+    for item in items:
+        s, e = sorted((max(start_s, min(item.start_s, end_s)), max(start_s, min(item.end_s, end_s))))
+        if e > s or keep_instants:
+            kept.append(item.model_copy(update={"start_s": s, "end_s": e}))
+    return sorted(kept, key=lambda item: (item.start_s, item.end_s))
+
+
 def clamp_and_merge_chapters(chapters: list[Chapter], start_s: float, end_s: float) -> list[Chapter]:
     """Clamp to [start_s, end_s], sort, and resolve overlaps so chapters follow one another."""
-    kept = []
-    for c in chapters:
-        s, e = max(start_s, min(c.start_s, end_s)), max(start_s, min(c.end_s, end_s))
-        if e < s:
-            s, e = e, s
-        if e - s > 0:
-            kept.append(c.model_copy(update={"start_s": s, "end_s": e}))
-    kept.sort(key=lambda c: (c.start_s, c.end_s))
     out: list[Chapter] = []
-    for c in kept:
+    for c in _clamped(chapters, start_s, end_s, keep_instants=False):
         if out and c.start_s < out[-1].end_s:
             prev = out[-1]
-            if c.end_s <= prev.end_s:  # fully inside the previous chapter: fold its summary in
+            if c.end_s <= prev.end_s:  # wholly inside the previous chapter: a sub-topic, dropped
                 continue
             if c.start_s - prev.start_s < 0.5 * (prev.end_s - prev.start_s):
                 out[-1] = prev.model_copy(update={"end_s": c.end_s})
@@ -213,15 +218,8 @@ def clamp_and_merge_chapters(chapters: list[Chapter], start_s: float, end_s: flo
 
 def clamp_and_merge_events(events: list[Event], start_s: float, end_s: float) -> list[Event]:
     """Clamp, sort, and merge overlapping events that carry the same label."""
-    kept = []
-    for ev in events:
-        s, e = max(start_s, min(ev.start_s, end_s)), max(start_s, min(ev.end_s, end_s))
-        if e < s:
-            s, e = e, s
-        kept.append(ev.model_copy(update={"start_s": s, "end_s": e}))
-    kept.sort(key=lambda ev: (ev.start_s, ev.end_s))
     out: list[Event] = []
-    for ev in kept:
+    for ev in _clamped(events, start_s, end_s, keep_instants=True):
         same = next((o for o in reversed(out) if o.label.lower() == ev.label.lower() and ev.start_s <= o.end_s), None)
         if same is not None:
             idx = out.index(same)
