@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # System packages videopipe needs beyond PyPI (Debian/Ubuntu). Safe to run again: installs only what is missing.
-#   ffmpeg      test fixtures and benchmarks build media with the ffmpeg CLI (videopipe itself uses PyAV's FFmpeg)
-#   python3-venv the Makefile builds a virtual environment
+#   ffmpeg             test fixtures and benchmarks build media with the ffmpeg CLI (videopipe uses PyAV's FFmpeg)
+#   tesseract-ocr-eng  English data for on-screen text (the tesserocr wheel bundles the engine, not the data)
+#   espeak-ng          speech synthesis for the lecture demo and the speech tests
+#   python3-venv       the Makefile builds a virtual environment
 set -euo pipefail
 
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata >/dev/null 2>&1 || need+=(tesseract-ocr-eng)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -eq 0 ]; then

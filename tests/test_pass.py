@@ -46,8 +46,10 @@ def test_progress_reports_each_stage_and_reaches_the_end(shots_video: SampleVide
     log = StageLog()
     doc = analyze(shots_video.path, tmp_path / "out", progress=log)
     stages = [name for name, _ in log.events if name != "update"]
-    assert stages == ["scan", "keyframes"]
+    assert stages == ["scan", "keyframes", "speech", "ocr"]
     scan_total = log.events[0][1]
     scan_updates = [v for name, v in log.events[1 : log.events.index(("keyframes", len(doc["keyframes"])))]]
     assert scan_updates == sorted(scan_updates) and scan_updates[-1] == scan_total
-    assert log.events[-1] == ("update", len(doc["keyframes"]))
+    keyframe_updates = log.events[log.events.index(("keyframes", len(doc["keyframes"]))) + 1 :]
+    assert keyframe_updates[len(doc["keyframes"]) - 1] == ("update", len(doc["keyframes"]))
+    assert log.events[-1] == ("update", len(doc["keyframes"]))  # OCR read every keyframe, last

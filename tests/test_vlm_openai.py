@@ -121,6 +121,11 @@ def _settings(server_url: str, **understanding: Any) -> Settings:
     )
 
 
+def vlm_only() -> AnalyzeOptions:
+    """Only the understanding stage besides the scan: speech, OCR and motion are tested elsewhere."""
+    return AnalyzeOptions(vlm="openai", asr=False, ocr=False, motion=False)
+
+
 def _jpeg_size(b64: str) -> tuple[int, int]:
     with Image.open(io.BytesIO(base64.b64decode(b64))) as im:
         assert im.format == "JPEG"
@@ -131,7 +136,7 @@ def test_video_mode_sends_exact_frame_times_and_results_land(
     shots_video: SampleVideo, server: FakeVLLM, tmp_path: Path
 ) -> None:
     settings = _settings(server.url)
-    doc = analyze(shots_video.path, tmp_path / "o", settings, AnalyzeOptions(vlm="openai"))
+    doc = analyze(shots_video.path, tmp_path / "o", settings, vlm_only())
     [body] = server.requests
     assert server.paths == ["/v1/chat/completions"]
     assert body["model"] == "Qwen/Qwen3-VL-8B-Instruct" and body["temperature"] == 0.0
@@ -163,9 +168,7 @@ def test_video_mode_sends_exact_frame_times_and_results_land(
 
 
 def test_images_mode_interleaves_time_markers(shots_video: SampleVideo, server: FakeVLLM, tmp_path: Path) -> None:
-    doc = analyze(
-        shots_video.path, tmp_path / "o", _settings(server.url, openai_mode="images"), AnalyzeOptions(vlm="openai")
-    )
+    doc = analyze(shots_video.path, tmp_path / "o", _settings(server.url, openai_mode="images"), vlm_only())
     [body] = server.requests
     parts = body["messages"][1]["content"]
     assert "media_io_kwargs" not in body
@@ -244,7 +247,7 @@ def test_auto_with_a_dead_server_warns_and_falls_back(shots_video: SampleVideo, 
 
 def test_an_unreadable_answer_is_retried_once(shots_video: SampleVideo, server: FakeVLLM, tmp_path: Path) -> None:
     server.script = [(200, completion("Sure! The video shows some textures moving around."))]
-    doc = analyze(shots_video.path, tmp_path / "o", _settings(server.url), AnalyzeOptions(vlm="openai"))
+    doc = analyze(shots_video.path, tmp_path / "o", _settings(server.url), vlm_only())
     assert len(server.requests) == 2
     assert "could not be read as JSON" in server.requests[1]["messages"][1]["content"][-1]["text"]
     assert doc["chapters"][0]["source"] == "vlm"
@@ -252,13 +255,15 @@ def test_an_unreadable_answer_is_retried_once(shots_video: SampleVideo, server: 
 
 
 def test_long_video_windows_then_a_text_only_merge(shots_video: SampleVideo, server: FakeVLLM, tmp_path: Path) -> None:
-    base = analyze(shots_video.path, tmp_path / "base", Settings(), AnalyzeOptions(vlm="none"))
+    base = analyze(
+        shots_video.path, tmp_path / "base", Settings(), AnalyzeOptions(vlm="none", asr=False, ocr=False, motion=False)
+    )
     fixed = {"max_frame_tokens": 40, "min_frame_tokens": 40, "max_new_tokens": 256}
     probe_settings = _settings(server.url, **fixed)
     backend = OpenAIBackend(server.url, "m", probe_settings.understanding)
     whole = WindowPlanner(base, backend, probe_settings).windows()[0]
     settings = _settings(server.url, **fixed, context_tokens=whole.plan.prompt_tokens + 256 - 1)
-    doc = analyze(shots_video.path, tmp_path / "o", settings, AnalyzeOptions(vlm="openai"))
+    doc = analyze(shots_video.path, tmp_path / "o", settings, vlm_only())
     windows = doc["vlm"]["windows"]
     assert windows >= 2 and len(server.requests) == windows + 1
     for body in server.requests[:-1]:

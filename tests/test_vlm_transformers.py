@@ -25,7 +25,7 @@ MARKER = re.compile(r"<(\d+\.\d) seconds>")
 @pytest.fixture(scope="module")
 def analysed(shots_video: SampleVideo, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
     out = tmp_path_factory.mktemp("analysed")
-    doc = analyze(shots_video.path, out, Settings(), AnalyzeOptions(vlm="none"))
+    doc = analyze(shots_video.path, out, Settings(), AnalyzeOptions(vlm="none", asr=False, ocr=False, motion=False))
     # Timed speech and on-screen text, as the perception stages will provide, so they are counted too.
     doc["transcript"] = [
         {"start_s": 1.0, "end_s": 2.5, "text": "we define the entropy of a source"},

@@ -26,6 +26,8 @@ from videopipe.keyframes import Keyframe, KeyframeSelector
 from videopipe.media.decode import describe_resolution, iter_analysis_frames
 from videopipe.media.grab import grab_frames
 from videopipe.media.probe import VideoInfo, probe
+from videopipe.perception.motion import MotionDetector
+from videopipe.perception.stages import run_ocr, run_speech
 from videopipe.progress import NullProgress, Progress
 from videopipe.scenes import CutDetector, Scene, SceneFrame
 from videopipe.understanding import understand
@@ -42,6 +44,14 @@ class FrameConsumer(Protocol):
     def push(self, sf: SceneFrame) -> None: ...
 
 
+PROFILES = {
+    # What each kind of footage needs: lectures speak and show text; fixed cameras move.
+    "general": {"asr": True, "ocr": True, "motion": True},
+    "lecture": {"asr": True, "ocr": True, "motion": False},
+    "surveillance": {"asr": False, "ocr": False, "motion": True},
+}
+
+
 @dataclass(slots=True)
 class AnalyzeOptions:
     vlm: str | None = None  # None: the settings' choice (VIDEOPIPE_VLM, default auto)
@@ -49,6 +59,21 @@ class AnalyzeOptions:
     ocr: bool = True
     motion: bool = True
     dump_prompt: Path | None = None  # write the exact prompts sent to the model here
+    profile: str = "general"
+
+    @classmethod
+    def for_profile(
+        cls, profile: str, *, no_asr: bool = False, no_ocr: bool = False, no_motion: bool = False, **kwargs: Any
+    ) -> AnalyzeOptions:
+        """The profile's stages, minus any switched off explicitly."""
+        base = PROFILES[profile]
+        return cls(
+            asr=base["asr"] and not no_asr,
+            ocr=base["ocr"] and not no_ocr,
+            motion=base["motion"] and not no_motion,
+            profile=profile,
+            **kwargs,
+        )
 
 
 @dataclass(slots=True)
@@ -192,12 +217,8 @@ def build_document(result: PassResult, images: dict[int, str], options: AnalyzeO
             "frames_decoded": result.frames,
             "scan_s": round(result.decode_s, 3),
             "scan_fps": round(result.frames / result.decode_s, 1) if result.decode_s else None,
-            "stages": {
-                "asr": "not available yet" if options.asr else "off",
-                "ocr": "not available yet" if options.ocr else "off",
-                "motion": "not available yet" if options.motion else "off",
-                "vlm": f"requested {options.vlm}; not available yet",
-            },
+            "profile": options.profile,
+            "stages": {"scan": {"status": "done", "seconds": round(result.decode_s, 2)}},
         },
     }
 
@@ -222,16 +243,39 @@ def analyze(
     choice = select_backend(settings, options.vlm)  # before any work: a wrong option fails at once
     info = probe(video, settings.limits)
     log.info("analysis resolution %s for %dx%d", describe_resolution(info, settings.analysis), info.width, info.height)
-    result = run_pass(info, settings, consumers, progress, warn)
+    motion = MotionDetector(settings.motion) if options.motion else None
+    result = run_pass(info, settings, [*consumers, *([motion] if motion else [])], progress, warn)
+    say = warn or log.warning
 
     out = Path(out_dir) if out_dir is not None else default_out_dir(video)
     out.mkdir(parents=True, exist_ok=True)
     staging = out / f".staging-{uuid.uuid4().hex[:8]}"
     (staging / "keyframes").mkdir(parents=True)
     try:
+        started = time.perf_counter()
         images = _write_keyframes(info, result.keyframes, staging / "keyframes", settings, progress)
         document = build_document(result, images, options)
+        stages = document["run"]["stages"]
+        stages["keyframes"] = {"status": "done", "seconds": round(time.perf_counter() - started, 2)}
+        if motion is not None:
+            document["events"] = motion.finish(document["video"]["duration_s"])
+            stages["motion"] = {
+                "status": "done",
+                "events": len(document["events"]),
+                "camera_moving_s": round(motion.camera_moving_s, 2),
+                "moving_camera_scenes_skipped": motion.moving_camera_scenes,
+            }
+        else:
+            stages["motion"] = {"status": "off"}
+        document["transcript"], stages["speech"] = run_speech(info, settings, options.asr, progress, say)
+        document["ocr"], stages["ocr"] = run_ocr(document, staging, settings, options.ocr, progress, say)
+        started = time.perf_counter()
         _understand(document, staging, choice, settings, options, progress, warn)
+        stages["understand"] = {
+            "status": "done",
+            "backend": document["vlm"]["backend"],
+            "seconds": round(time.perf_counter() - started, 2),
+        }
         (staging / "analysis.json").write_text(json.dumps(document, indent=2) + "\n")
         _commit(staging, out)
     finally:
@@ -249,7 +293,8 @@ def _understand(
     warn: Callable[[str], None] | None,
 ) -> None:
     result = understand(doc, base_dir, choice, settings, progress, warn)
-    doc["chapters"], doc["events"], doc["tags"], doc["vlm"] = result.chapters, result.events, result.tags, result.vlm
+    doc["chapters"], doc["tags"], doc["vlm"] = result.chapters, result.tags, result.vlm
+    doc["events"] = sorted(doc["events"] + result.events, key=lambda e: (e["start_s"], e["end_s"]))
     for scene in doc["scenes"]:
         if scene["index"] in result.captions:
             scene["caption"] = result.captions[scene["index"]]

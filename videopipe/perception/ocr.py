@@ -1,0 +1,144 @@
+"""On-screen text from keyframes: tesseract (via tesserocr, default) or RapidOCR (PP-OCR ONNX, accurate).
+
+Consecutive keyframes that show the same slide are read once: text that matches the previous reading
+closely is dropped, so a lecture's OCR lines are its slide changes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob
+import os
+import re
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from PIL import Image
+
+from videopipe.errors import ConfigError
+
+_MAX_WIDTH = 1280  # wider frames are scaled down first: slide text stays readable, tesseract runs 2-3x faster
+
+
+class TextReader(Protocol):
+    name: str
+
+    def read(self, image: Image.Image) -> tuple[str, float]:
+        """Text found (lines joined by newlines) and a confidence in 0-1."""
+
+
+def find_tessdata(explicit: str | None = None) -> str:
+    candidates = [
+        explicit,
+        os.environ.get("TESSDATA_PREFIX"),
+        *sorted(glob.glob("/usr/share/tesseract-ocr/*/tessdata")),
+        "/usr/share/tessdata",
+        "/usr/local/share/tessdata",
+        "/opt/homebrew/share/tessdata",
+    ]
+    for path in candidates:
+        if (path and Path(path, "eng.traineddata").exists()) or (path and explicit and Path(path).is_dir()):
+            return str(path)
+    raise ConfigError(
+        "tesseract language data not found: install it (Debian: apt-get install tesseract-ocr-eng) "
+        "or set VIDEOPIPE_PERCEPTION__TESSDATA to the tessdata folder"
+    )
+
+
+class Tesseract:
+    name = "tesserocr"
+
+    def __init__(self, lang: str = "eng", tessdata: str | None = None) -> None:
+        import tesserocr
+
+        self._tesserocr = tesserocr
+        self.lang = lang
+        self.path = find_tessdata(tessdata)
+        self._local = threading.local()
+
+    def _api(self) -> Any:
+        api = getattr(self._local, "api", None)
+        if api is None:
+            api = self._tesserocr.PyTessBaseAPI(path=self.path, lang=self.lang)
+            self._local.api = api
+        return api
+
+    def read(self, image: Image.Image) -> tuple[str, float]:
+        api = self._api()
+        api.SetImage(_prepare(image))
+        text = api.GetUTF8Text()
+        return clean_text(text), max(0.0, float(api.MeanTextConf())) / 100.0
+
+
+class RapidOCR:
+    name = "rapidocr"
+
+    def __init__(self) -> None:
+        from rapidocr import RapidOCR as Engine
+
+        self._engine = Engine()
+
+    def read(self, image: Image.Image) -> tuple[str, float]:
+        import numpy as np
+
+        result = self._engine(np.asarray(_prepare(image).convert("RGB")))
+        texts = list(getattr(result, "txts", None) or [])
+        scores = list(getattr(result, "scores", None) or [])
+        return clean_text("\n".join(texts)), (sum(scores) / len(scores) if scores else 0.0)
+
+
+def _prepare(image: Image.Image) -> Image.Image:
+    gray = image.convert("L")
+    if gray.width > _MAX_WIDTH:
+        gray = gray.resize((_MAX_WIDTH, round(gray.height * _MAX_WIDTH / gray.width)), Image.Resampling.BOX)
+    return gray
+
+
+def clean_text(text: str) -> str:
+    """Lines with at least two letters or digits, whitespace folded."""
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return "\n".join(line for line in lines if sum(ch.isalnum() for ch in line) >= 2)
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def make_reader(backend: str, lang: str = "eng", tessdata: str | None = None) -> TextReader:
+    match backend:
+        case "tesserocr":
+            try:
+                return Tesseract(lang, tessdata)
+            except ImportError:
+                raise ConfigError("OCR needs tesserocr: pip install 'videopipe[perception]'") from None
+        case "rapidocr":
+            try:
+                return RapidOCR()
+            except ImportError:
+                raise ConfigError("--ocr rapidocr needs the rapidocr package: pip install rapidocr") from None
+        case _:
+            raise ConfigError(f"unknown OCR backend {backend!r}; use tesserocr or rapidocr")
+
+
+def read_keyframes(
+    reader: TextReader,
+    keyframes: Iterable[tuple[float, int, Path]],
+    min_confidence: float = 0.5,
+    same_slide_ratio: float = 0.9,
+) -> list[dict[str, Any]]:
+    """OCR lines for (time, scene index, image path) keyframes in time order, repeated slides dropped."""
+    out: list[dict[str, Any]] = []
+    previous = ""
+    for t_s, scene_index, path in keyframes:
+        with Image.open(path) as image:
+            text, confidence = reader.read(image)
+        if not text or confidence < min_confidence:
+            continue
+        norm = _norm(text)
+        if previous and difflib.SequenceMatcher(None, previous, norm).ratio() >= same_slide_ratio:
+            continue
+        previous = norm
+        out.append({"t_s": round(t_s, 3), "scene_index": scene_index, "text": text, "confidence": round(confidence, 3)})
+    return out
