@@ -89,6 +89,7 @@ class PerceptionSettings(BaseModel):
     asr_threads: int = Field(0, ge=0, le=256)  # 0 = one per core
     asr_language: str | None = None  # multilingual models: None detects
     asr_chunk_s: float = Field(300.0, ge=30)
+    asr_beam_size: int = Field(5, ge=1, le=16)  # 1 = greedy: about twice as fast, more slips
     ocr_backend: Literal["tesserocr", "rapidocr"] = "tesserocr"
     ocr_lang: str = "eng"
     ocr_min_confidence: float = Field(0.5, ge=0, le=1)

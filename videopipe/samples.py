@@ -225,7 +225,7 @@ class LectureVideo:
     narration: list[tuple[float, str]]  # (start time, text) of each spoken phrase
 
 
-def speak(text: str, rate_wpm: int = 150) -> tuple[np.ndarray, int]:
+def speak(text: str, rate_wpm: int = 125, voice: str = "en-us") -> tuple[np.ndarray, int]:
     """Synthesise `text` with espeak-ng (Debian package espeak-ng): float32 mono samples and their rate."""
     import shutil
     import subprocess
@@ -236,7 +236,7 @@ def speak(text: str, rate_wpm: int = 150) -> tuple[np.ndarray, int]:
         raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng; scripts/install-system-deps.sh)")
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "say.wav"
-        subprocess.run([exe, "-s", str(rate_wpm), "-w", str(wav), text], check=True, capture_output=True)
+        subprocess.run([exe, "-v", voice, "-s", str(rate_wpm), "-w", str(wav), text], check=True, capture_output=True)
         with av.open(str(wav)) as container:
             stream = container.streams.audio[0]
             rate = stream.codec_context.sample_rate

@@ -80,7 +80,7 @@ class FasterWhisper:
         compute_type: str = "int8",
         threads: int = 0,
         language: str | None = None,
-        beam_size: int = 1,
+        beam_size: int = 5,
     ) -> None:
         self.model = model
         self.device, self.compute_type = device, compute_type

@@ -20,6 +20,9 @@ from PIL import Image
 from videopipe.errors import ConfigError
 
 _MAX_WIDTH = 1280  # wider frames are scaled down first: slide text stays readable, tesseract runs 2-3x faster
+# Tesseract's 0-100 word confidence. Words read in textures or noise score below this; real words above it
+# (a bullet glued to its word, "-magma", can dip to the 20s, so the bar is not higher).
+_MIN_WORD_CONFIDENCE = 15.0
 
 
 class TextReader(Protocol):
@@ -66,10 +69,26 @@ class Tesseract:
         return api
 
     def read(self, image: Image.Image) -> tuple[str, float]:
+        tr = self._tesserocr
         api = self._api()
         api.SetImage(_prepare(image))
-        text = api.GetUTF8Text()
-        return clean_text(text), max(0.0, float(api.MeanTextConf())) / 100.0
+        api.Recognize()
+        lines: dict[int, list[str]] = {}
+        confidences: list[float] = []
+        line_no = -1
+        iterator = api.GetIterator()
+        for word in tr.iterate_level(iterator, tr.RIL.WORD):
+            if word.IsAtBeginningOf(tr.RIL.TEXTLINE):
+                line_no += 1
+            try:
+                text, confidence = word.GetUTF8Text(tr.RIL.WORD), word.Confidence(tr.RIL.WORD)
+            except RuntimeError:  # an empty word box
+                continue
+            if text and confidence >= _MIN_WORD_CONFIDENCE:
+                lines.setdefault(line_no, []).append(text)
+                confidences.append(confidence)
+        text = clean_text("\n".join(" ".join(words) for _, words in sorted(lines.items())))
+        return text, (sum(confidences) / len(confidences) / 100.0 if text else 0.0)
 
 
 class RapidOCR:
@@ -90,10 +109,22 @@ class RapidOCR:
 
 
 def _prepare(image: Image.Image) -> Image.Image:
+    """Grey, at most 1280 px wide, and light text on dark areas (title bars, dark slides) turned dark-on-light:
+    tesseract reads dark text on a light page far more reliably."""
+    import numpy as np
+
     gray = image.convert("L")
     if gray.width > _MAX_WIDTH:
         gray = gray.resize((_MAX_WIDTH, round(gray.height * _MAX_WIDTH / gray.width)), Image.Resampling.BOX)
-    return gray
+    pixels = np.asarray(gray)
+    # A row's median is its background (text covers far less than half a row); dark rows get inverted.
+    row_background = np.median(pixels, axis=1)
+    dark_rows = row_background < 110
+    if not dark_rows.any():
+        return gray
+    flipped = pixels.copy()
+    flipped[dark_rows] = 255 - pixels[dark_rows]
+    return Image.fromarray(flipped)
 
 
 def clean_text(text: str) -> str:

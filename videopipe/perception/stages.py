@@ -31,7 +31,9 @@ def run_speech(
     from videopipe.perception.audio import iter_audio_chunks
 
     p = settings.perception
-    recognizer = FasterWhisper(p.asr_model, p.asr_device, p.asr_compute_type, p.asr_threads, p.asr_language)
+    recognizer = FasterWhisper(
+        p.asr_model, p.asr_device, p.asr_compute_type, p.asr_threads, p.asr_language, p.asr_beam_size
+    )
     started = time.perf_counter()
     progress.start("speech", info.duration_s or 1.0)
 
