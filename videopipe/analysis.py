@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import cv2
+
 from videopipe import __version__
 from videopipe.config import Settings
 from videopipe.errors import TruncatedVideo, UndecodableVideo
@@ -101,6 +103,7 @@ def run_pass(
         warnings.append(message)
         (warn or log.warning)(message)
 
+    cv2.setNumThreads(settings.analysis.opencv_threads)
     detector = CutDetector(settings.scenes)
     selector = KeyframeSelector(settings.keyframes)
     sinks: list[Callable[[SceneFrame], None]] = [selector.push, *(c.push for c in consumers)]

@@ -1,6 +1,7 @@
 """Motion events for fixed cameras, from background subtraction on the shared analysis pass.
 
-Each released frame is box-averaged to at most 160 px wide and fed to OpenCV's MOG2 background model (reset
+Frames are thinned to at most ``max_fps`` (12.5 by default: plenty for half-second events, half the cost at
+25 fps), box-averaged to at most 160 px wide and fed to OpenCV's MOG2 background model (reset
 at every cut, then given ``learn_s`` to learn the new background). A frame is *active* when the foreground,
 after a 3x3 opening and the include/exclude zones, covers at least ``min_area`` of the picture. Active frames
 closer than ``hold_s`` join into one event; events shorter than ``min_duration_s`` are dropped. Times are the
@@ -61,6 +62,8 @@ class MotionDetector:
 
     def push(self, sf: SceneFrame) -> None:
         t = sf.frame.t_s
+        if not sf.new_scene and self.frames and t - self._prev_t < 1.0 / self.settings.max_fps - 1e-6:
+            return
         if self.frames:
             self._step = max(1e-3, t - self._prev_t) if t > self._prev_t else self._step
         self.frames += 1

@@ -31,8 +31,9 @@ def run_speech(
     from videopipe.perception.audio import iter_audio_chunks
 
     p = settings.perception
+    beam = p.asr_beam_size
     recognizer = FasterWhisper(
-        p.asr_model, p.asr_device, p.asr_compute_type, p.asr_threads, p.asr_language, p.asr_beam_size
+        p.asr_model, p.asr_device, p.asr_compute_type, p.asr_threads, p.asr_language, beam, p.asr_batch_size
     )
     started = time.perf_counter()
     progress.start("speech", info.duration_s or 1.0)
@@ -52,6 +53,7 @@ def run_speech(
         "status": "done",
         "backend": recognizer.name,
         "model": p.asr_model,
+        "beam_size": beam,
         "segments": len(segments),
         "seconds": round(time.perf_counter() - started, 2),
     }
