@@ -74,10 +74,13 @@ def test_probe_json(shots_video: SampleVideo, tmp_path: Path) -> None:
 def test_demo_runs_with_nothing_but_the_package(tmp_path: Path) -> None:
     proc = run_cli("demo", "--out", "d", cwd=tmp_path, env={"VIDEOPIPE_DATA_DIR": str(tmp_path / "data")})
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "data" / "samples" / "demo.mp4").exists()
-    assert "6 true cuts, 6 found within one frame, 0 false, 0 missed" in " ".join(proc.stdout.split())
+    assert (tmp_path / "data" / "samples" / "demo-lecture.mp4").exists()
+    out = " ".join(proc.stdout.split())
+    assert "3 slide changes, 3 found within one frame, 0 false, 0 missed; 4 slides read" in out
     doc = json.loads((tmp_path / "d" / "analysis.json").read_text())
-    assert len(doc["scenes"]) == 7
+    assert len(doc["scenes"]) == 4 and len(doc["chapters"]) == 4
+    assert doc["chapters"][0]["title"] == "Entropy and information"
+    assert any("entropy" in seg["text"].lower() for seg in doc["transcript"])
 
 
 def test_unknown_option_is_a_usage_error(tmp_path: Path) -> None:

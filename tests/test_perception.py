@@ -183,3 +183,22 @@ def test_profiles_and_switches_on_the_command_line(camera_video: Path, tmp_path:
         "ocr": "off",
         "motion": "off",
     }
+
+
+def test_words_are_split_into_sentences_at_punctuation_pauses_and_length() -> None:
+    from videopipe.perception.asr import Word, sentences
+
+    def w(text: str, start: float) -> Word:
+        return Word(text, start, start + 0.3, 0.9)
+
+    words = [w("Hello", 0.0), w("there.", 0.4), w("no", 1.0), w("stop", 1.4), w("after", 3.0), w("pause", 3.4)]
+    words += [w(f"w{i}", 4.0 + 0.5 * i) for i in range(40)]  # 20 s without a break
+    out = sentences(words)
+    # The third runs from 3.0 s to w27's end at 17.8 s: the next word would pass 15 s.
+    assert [s.text for s in out[:3]] == [
+        "Hello there.",
+        "no stop",
+        "after pause " + " ".join(f"w{i}" for i in range(28)),
+    ]
+    assert all(s.end_s - s.start_s <= 15.0 for s in out)
+    assert sum(len(s.words) for s in out) == len(words)

@@ -377,3 +377,17 @@ def write_fixed_camera_video(
         container.mux(packet)
     container.close()
     return path
+
+
+DEMO_SLIDES = [
+    Slide("Entropy and information", ("Shannon 1948", "measured in bits"), 7.0),
+    Slide("How volcanoes erupt", ("magma chambers", "gas pressure"), 7.0),
+    Slide("Telescopes and galaxies", ("mirrors and lenses", "distant galaxies"), 7.0),
+    Slide("Questions and answers", ("thank you",), 5.0),
+]
+DEMO_NARRATION = [
+    (0.8, "Entropy measures uncertainty in a message."),
+    (7.8, "A volcano can erupt without warning."),
+    (14.8, "The telescope revealed distant galaxies."),
+    (21.8, "Thank you for listening."),
+]

@@ -136,15 +136,22 @@ class FasterWhisper:
         return segments, detected
 
 
-def sentences(words: list[Word], max_words: int = 40) -> list[Segment]:
-    """Split a run of timed words into sentence segments (at . ? ! or every `max_words` words)."""
+def sentences(words: list[Word], max_s: float = 15.0, pause_s: float = 0.6) -> list[Segment]:
+    """Split a run of timed words into sentence-like segments: after . ? !, at a pause of `pause_s` or more
+    (batched decoding often leaves punctuation out), and at most every `max_s` seconds."""
     out: list[Segment] = []
     current: list[Word] = []
+
+    def close() -> None:
+        if current:
+            out.append(Segment(current[0].start_s, current[-1].end_s, " ".join(w.text for w in current), current[:]))
+            current.clear()
+
     for word in words:
+        if current and (word.start_s - current[-1].end_s >= pause_s or word.end_s - current[0].start_s > max_s):
+            close()
         current.append(word)
-        if word.text.endswith((".", "?", "!")) or len(current) >= max_words:
-            out.append(Segment(current[0].start_s, current[-1].end_s, " ".join(w.text for w in current), current))
-            current = []
-    if current:
-        out.append(Segment(current[0].start_s, current[-1].end_s, " ".join(w.text for w in current), current))
+        if word.text.endswith((".", "?", "!")):
+            close()
+    close()
     return out
