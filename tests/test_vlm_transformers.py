@@ -199,3 +199,19 @@ def test_impossible_backend_choices_fail_before_any_work(
     proc = run_cli("analyze", str(shots_video.path), *args, "--out", "o", cwd=tmp_path)
     assert proc.returncode == 2 and phrase in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_moe_checkpoints_load_and_count_exactly(tmp_path: Path, analysed: tuple[dict[str, Any], Path]) -> None:
+    from videopipe.vlm.testing import build_tiny_qwen3_vl
+
+    moe = build_tiny_qwen3_vl(tmp_path / "tiny-moe", moe=True)
+    doc, base = analysed
+    settings = Settings(understanding=UnderstandingSettings(max_new_tokens=16))
+    backend = TransformersBackend(str(moe), settings.understanding)
+    _, model = backend._load()
+    assert type(model).__name__ == "Qwen3VLMoeForConditionalGeneration"
+    [window] = WindowPlanner(doc, backend, settings).windows()
+    prompt = _prompt(window, base)
+    assert window.plan.prompt_tokens == backend.inputs(prompt)["input_ids"].shape[1]
+    out = backend.generate(prompt, 8)
+    assert out.prompt_tokens == window.plan.prompt_tokens and 0 < out.completion_tokens <= 8

@@ -37,14 +37,19 @@ _CORPUS = [
 ] * 20
 
 
-def build_tiny_qwen3_vl(directory: str | Path, *, vocab_size: int = 400, seed: int = 0) -> Path:
-    """Write a tiny Qwen3-VL checkpoint (tokenizer, processor, model) to `directory` and return it."""
+def build_tiny_qwen3_vl(directory: str | Path, *, vocab_size: int = 400, seed: int = 0, moe: bool = False) -> Path:
+    """Write a tiny Qwen3-VL checkpoint (tokenizer, processor, model) to `directory` and return it.
+
+    ``moe=True`` builds the mixture-of-experts variant (``Qwen3VLMoeForConditionalGeneration``, as 30B-A3B).
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
         PreTrainedTokenizerFast,
         Qwen3VLConfig,
         Qwen3VLForConditionalGeneration,
+        Qwen3VLMoeConfig,
+        Qwen3VLMoeForConditionalGeneration,
         Qwen3VLProcessor,
     )
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
@@ -77,14 +82,18 @@ def build_tiny_qwen3_vl(directory: str | Path, *, vocab_size: int = 400, seed: i
         tokenizer=tokenizer,
         chat_template=CHAT_TEMPLATE,
     )
-    config = Qwen3VLConfig(
-        text_config=dict(
-            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=262144,
-            rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [4, 2, 2],
-                             "mrope_interleaved": True},
-            eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-        ),
+    text_config: dict[str, object] = dict(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=262144,
+        rope_parameters={"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [4, 2, 2],
+                         "mrope_interleaved": True},
+        eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+    )  # fmt: skip
+    if moe:
+        text_config.update(num_local_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1)
+    config_class = Qwen3VLMoeConfig if moe else Qwen3VLConfig
+    config = config_class(
+        text_config=text_config,
         vision_config=dict(
             depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=16, spatial_merge_size=2,
             temporal_patch_size=2, out_hidden_size=64, num_position_embeddings=64, deepstack_visual_indexes=[0, 1],
@@ -93,7 +102,8 @@ def build_tiny_qwen3_vl(directory: str | Path, *, vocab_size: int = 400, seed: i
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
     )  # fmt: skip
     torch.manual_seed(seed)
-    model = Qwen3VLForConditionalGeneration(config)
+    model_class = Qwen3VLMoeForConditionalGeneration if moe else Qwen3VLForConditionalGeneration
+    model = model_class(config)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.save_pretrained(out)
