@@ -202,3 +202,29 @@ def test_words_are_split_into_sentences_at_punctuation_pauses_and_length() -> No
     ]
     assert all(s.end_s - s.start_s <= 15.0 for s in out)
     assert sum(len(s.words) for s in out) == len(words)
+
+
+@pytest.mark.parametrize("backend", ["tesserocr", "rapidocr"])
+def test_ocr_backend_contract(backend: str, shots_video: SampleVideo, tmp_path: Path) -> None:
+    """Every installed OCR backend reads slide text and finds none in textures (one suite for all)."""
+    from PIL import Image
+
+    from videopipe.perception import OCR_BACKENDS, installed
+    from videopipe.perception.ocr import make_reader
+    from videopipe.samples import render_slide
+
+    if backend not in installed(OCR_BACKENDS):
+        pytest.skip(f"{backend} is not installed")
+    reader = make_reader(backend)
+    for n, slide in enumerate(SLIDES):
+        text, confidence = reader.read(Image.fromarray(render_slide(slide, 960, 540, tint=(n * 37) % 60)))
+        title = text.splitlines()[0] if text else ""
+        assert difflib.SequenceMatcher(None, title.lower(), slide.title.lower()).ratio() >= 0.8, (backend, text)
+        assert 0.5 <= confidence <= 1.0
+    doc = analyze(
+        shots_video.path, tmp_path / "o", Settings(), AnalyzeOptions(vlm="none", asr=False, ocr=False, motion=False)
+    )
+    for k in doc["keyframes"]:
+        with Image.open(tmp_path / "o" / k["image"]) as image:
+            text, _ = reader.read(image)
+        assert len(text) <= 8, (backend, text)  # textures: nothing, or a stray glyph or two

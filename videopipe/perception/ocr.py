@@ -92,17 +92,28 @@ class Tesseract:
 
 
 class RapidOCR:
+    """PP-OCR (detection + recognition ONNX models shipped in the rapidocr wheel) on onnxruntime."""
+
     name = "rapidocr"
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 0) -> None:
         from rapidocr import RapidOCR as Engine
 
-        self._engine = Engine()
+        self._engine = Engine(params={
+            "EngineConfig.onnxruntime.intra_op_num_threads": threads or os.cpu_count() or 1,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            "Global.log_level": "error",
+        })  # fmt: skip
+        self._lock = threading.Lock()
 
     def read(self, image: Image.Image) -> tuple[str, float]:
         import numpy as np
 
-        result = self._engine(np.asarray(_prepare(image).convert("RGB")))
+        rgb = image.convert("RGB")
+        if rgb.width > _MAX_WIDTH:
+            rgb = rgb.resize((_MAX_WIDTH, round(rgb.height * _MAX_WIDTH / rgb.width)), Image.Resampling.BOX)
+        with self._lock:
+            result = self._engine(np.asarray(rgb))
         texts = list(getattr(result, "txts", None) or [])
         scores = list(getattr(result, "scores", None) or [])
         return clean_text("\n".join(texts)), (sum(scores) / len(scores) if scores else 0.0)
