@@ -1,9 +1,10 @@
 """`analyze`: one video file in, ``analysis.json`` and keyframe JPEGs out, in-process, with no servers.
 
-This is the perception half of the pipeline as a plain function: probe, the one shared decode pass (cuts,
-keyframe scoring and any extra per-frame consumers), then full-resolution grabs at the chosen times. Results
-are staged in a hidden folder and moved into place only when complete, so a failed or interrupted run never
-leaves a half-written result or damages an earlier one.
+The whole pipeline as a plain function: probe, the one shared decode pass (cuts, keyframe scoring, motion and
+any extra per-frame consumers), full-resolution grabs at the chosen times, speech, on-screen text, then
+understanding (Qwen3-VL, or extractive chapters without a model). Results are staged in a hidden folder and
+moved into place only when complete, so a failed or interrupted run never leaves a half-written result or
+damages an earlier one.
 """
 
 from __future__ import annotations

@@ -343,5 +343,43 @@ def demo(out_dir: Path, as_json: bool) -> None:
     )
 
 
+@main.group()
+def db() -> None:
+    """Database schema (VIDEOPIPE_DATABASE_URL, else a SQLite file in the data dir)."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@_handle_errors
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION (default: head)."""
+    from videopipe.db import database_url
+    from videopipe.db.migrate import upgrade
+
+    url = database_url(Settings())
+    upgrade(url, revision)
+    click.echo(f"database at {_redact(url)} is at {revision}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@_handle_errors
+def db_downgrade(revision: str) -> None:
+    """Undo migrations down to REVISION ("base" removes every table)."""
+    from videopipe.db import database_url
+    from videopipe.db.migrate import downgrade
+
+    url = database_url(Settings())
+    downgrade(url, revision)
+    click.echo(f"database at {_redact(url)} is at {revision}")
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password, for printing."""
+    import re
+
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -140,6 +140,11 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("videopipe")))
+    # PostgreSQL in production (postgresql+psycopg://user:pass@host/db); default: a SQLite file in data_dir.
+    database_url: str | None = None
+    broker_url: str | None = None  # Celery broker (redis://host:6379/0); none: the in-process runner
+    # Where originals, keyframes and index files live: a local folder (default: data_dir/blobs) or s3://bucket/prefix.
+    storage_url: str | None = None
     vlm: Literal["auto", "none", "transformers", "openai"] = "auto"
     # A local checkpoint directory or hub id for the transformers backend; the served model name for openai.
     vlm_model: str = "Qwen/Qwen3-VL-8B-Instruct"
