@@ -134,6 +134,16 @@ class UnderstandingSettings(BaseModel):
         return self
 
 
+class JobSettings(BaseModel):
+    """Queued work: leases, retries, the reconciler, the in-process runner."""
+
+    lease_s: float = Field(120.0, gt=0)  # a running stage renews this while it reports progress
+    redispatch_after_s: float = Field(300.0, gt=0)  # a pending stage not started by then is sent again
+    reconcile_every_s: float = Field(30.0, gt=0)
+    max_attempts: int = Field(3, ge=1)
+    embedded_concurrency: int = Field(1, ge=1, le=16)  # stages run at once by the in-process runner
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VIDEOPIPE_", env_nested_delimiter="__", extra="ignore", validate_default=True
@@ -157,6 +167,7 @@ class Settings(BaseSettings):
     understanding: UnderstandingSettings = UnderstandingSettings()
     perception: PerceptionSettings = PerceptionSettings()
     motion: MotionSettings = MotionSettings()
+    jobs: JobSettings = JobSettings()
 
     @model_validator(mode="after")
     def _expand_paths(self) -> Settings:

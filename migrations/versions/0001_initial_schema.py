@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-21 21:28:50.277101
+Create Date: 2026-11-21 21:30:27.270832
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -89,6 +90,7 @@ def upgrade() -> None:
         sa.Column("stage", sa.String(length=16), nullable=True),
         sa.Column("progress", sa.Float(), nullable=False),
         sa.Column("settings_hash", sa.String(length=64), nullable=False),
+        sa.Column("options", sa.JSON(), nullable=False),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
         sa.Column("error_type", sa.String(length=64), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),

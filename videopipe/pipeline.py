@@ -1,0 +1,569 @@
+"""The stage graph: ``perceive`` (cpu) -> ``understand`` (gpu) -> ``index``, for one video at a time.
+
+The database holds all job state; a queue message only says "run stage run X". Every stage:
+
+1. **leases** its row in a short transaction (state ``running``, ``lease_until``, attempts + 1); a run that is
+   already done, or leased by a live worker, is left alone, so duplicate deliveries are harmless;
+2. **works** outside any transaction, reporting progress through `DbProgress`, which renews the lease and
+   raises `JobCancelled` when the job was cancelled;
+3. **commits** its outputs in one transaction (replacing any earlier outputs of the same stage for the video,
+   so a stage redone after a crash never duplicates rows), marks itself done and creates the next stage run,
+   but only if it still holds the lease;
+4. **dispatches** the next stage after the commit.
+
+A stage whose outputs already exist for the same inputs (content hash + settings) is not run again. A worker
+killed mid-stage loses that stage only: its lease expires and `reconcile` sends it again, as it does for
+messages lost with a broker restart. Bad input fails the job with its clear message and is never retried.
+The dispatcher is an interface: the in-process runner here, Celery in ``workers/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from videopipe import analysis
+from videopipe.config import Settings
+from videopipe.db.models import (
+    STAGES,
+    Chapter,
+    Event,
+    Job,
+    Keyframe,
+    Moment,
+    OcrLine,
+    Scene,
+    StageRun,
+    Tag,
+    TranscriptSegment,
+    Video,
+    utcnow,
+)
+from videopipe.errors import EmptyFile, InputError, VideoNotFound, VideopipeError, VLMUnavailable
+from videopipe.storage import BlobStore, sha256_file
+
+log = logging.getLogger(__name__)
+
+QUEUE_FOR = {"perceive": "cpu", "understand": "gpu", "index": "index"}
+NEXT_STAGE = {"perceive": "understand", "understand": "index", "index": None}
+# Share of a job's progress each stage accounts for.
+_WEIGHTS = {"perceive": 0.6, "understand": 0.3, "index": 0.1}
+_BEFORE = {"perceive": 0.0, "understand": 0.6, "index": 0.9}
+
+
+class JobCancelled(Exception):
+    """Raised inside a running stage when its job was cancelled."""
+
+
+class TransientError(VideopipeError):
+    """Worth retrying later (a model server down, a lost lease); the stage goes back to pending."""
+
+    type = "transient"
+
+
+class Dispatcher(Protocol):
+    def dispatch(self, stage_run_id: str, stage: str) -> None: ...
+
+
+@dataclass(slots=True)
+class Submitted:
+    job_id: str
+    video_id: str
+    created: bool  # False: the same video with the same settings was already queued, running or ready
+
+
+def settings_hash(settings: Settings, options: dict[str, Any]) -> str:
+    """What decides a job's outputs besides the bytes of the video."""
+    relevant = settings.model_dump(
+        mode="json",
+        include={"analysis", "scenes", "keyframes", "perception", "motion", "understanding", "vlm", "vlm_model"},
+    )
+    blob = json.dumps({"settings": relevant, "options": options, "schema": analysis.SCHEMA_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class DbProgress:
+    """`videopipe.progress.Progress` that writes to the stage run and its job (at most once a second),
+    renews the lease, and raises `JobCancelled` once the job is cancelled."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        run_id: str,
+        job_id: str,
+        stage: str,
+        worker: str,
+        lease_s: float,
+        interval_s: float = 1.0,
+    ) -> None:
+        self.sessions, self.run_id, self.job_id, self.stage = sessions, run_id, job_id, stage
+        self.worker, self.lease_s, self.interval_s = worker, lease_s, interval_s
+        self._total = 1.0
+        self._sub: list[str] = []
+        self._last = 0.0
+
+    def start(self, stage: str, total: float) -> None:
+        self._sub.append(stage)
+        self._total = max(total, 1e-9)
+        self._write(0.0, force=True)
+
+    def update(self, done: float) -> None:
+        self._write(min(1.0, done / self._total))
+
+    def _write(self, fraction: float, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < self.interval_s:
+            return
+        self._last = now
+        # Sub-stages (scan, speech, ...) each get an equal share of the stage: coarse, but monotonic.
+        within = min(0.99, (len(self._sub) - 1 + fraction) / max(4, len(self._sub)))
+        with self.sessions.begin() as s:
+            run = s.get(StageRun, self.run_id)
+            job = s.get(Job, self.job_id)
+            if run is None or job is None:
+                raise JobCancelled("the job was deleted")
+            if job.cancel_requested or job.status == "cancelled":
+                raise JobCancelled("cancelled")
+            if run.worker == self.worker and run.state == "running":
+                run.progress = within
+                run.lease_until = utcnow() + timedelta(seconds=self.lease_s)
+                job.progress = _BEFORE[self.stage] + _WEIGHTS[self.stage] * within
+
+
+class Pipeline:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        store: BlobStore,
+        settings: Settings,
+        dispatcher: Dispatcher | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.store = store
+        self.settings = settings
+        self.dispatcher = dispatcher
+
+    # -- submitting ----------------------------------------------------------------------------------------
+    def submit(self, path: Path, tenant: str = "default", options: dict[str, Any] | None = None) -> Submitted:
+        """Store the original (once per content), record the video and a job, and dispatch its first stage."""
+        options = dict(options or {})
+        if not path.is_file():
+            raise VideoNotFound(f"{path}: no such file; check the path")
+        if path.stat().st_size == 0:
+            raise EmptyFile(f"{path.name}: the file is empty (0 bytes); copy the video again")
+        content_hash = sha256_file(path)
+        key = f"originals/{content_hash}{path.suffix.lower()}"
+        if not self.store.exists(key):
+            self.store.put_file(key, path)
+        s_hash = settings_hash(self.settings, options)
+        with self.sessions.begin() as s:
+            video = s.scalars(select(Video).where(Video.tenant == tenant, Video.content_hash == content_hash)).first()
+            if video is None:
+                video = Video(tenant=tenant, content_hash=content_hash, filename=path.name, blob_key=key,
+                              size_bytes=path.stat().st_size)  # fmt: skip
+                s.add(video)
+                s.flush()
+            existing = s.scalars(
+                select(Job).where(
+                    Job.video_id == video.id,
+                    Job.settings_hash == s_hash,
+                    Job.status.in_(("queued", "running", "ready")),
+                )
+            ).first()
+            if existing is not None:
+                return Submitted(existing.id, video.id, created=False)
+            job = Job(video_id=video.id, tenant=tenant, settings_hash=s_hash, options=options, stage="perceive")
+            s.add(job)
+            s.flush()
+            run = StageRun(job_id=job.id, video_id=video.id, stage="perceive", state="pending")
+            s.add(run)
+            s.flush()
+            video.status, video.error, video.error_type = "queued", None, None
+            submitted, run_id = Submitted(job.id, video.id, created=True), run.id
+        self._dispatch(run_id, "perceive")
+        return submitted
+
+    def _dispatch(self, run_id: str, stage: str) -> None:
+        with self.sessions.begin() as s:
+            run = s.get(StageRun, run_id)
+            if run is not None:
+                run.dispatched_at = utcnow()
+        if self.dispatcher is not None:
+            self.dispatcher.dispatch(run_id, stage)
+
+    # -- running -------------------------------------------------------------------------------------------
+    def run_stage(self, run_id: str, worker: str = "local") -> str:
+        """Run one stage run to its end. Returns its final state (or "busy" when another worker holds it)."""
+        leased = self._lease(run_id, worker)
+        if isinstance(leased, str):
+            return leased
+        stage, job_id, video_id = leased
+        progress = DbProgress(self.sessions, run_id, job_id, stage, worker, self.settings.jobs.lease_s)
+        try:
+            outputs = self._work(stage, job_id, video_id, progress)
+        except JobCancelled:
+            self._finish_cancelled(run_id, job_id)
+            return "cancelled"
+        except InputError as exc:
+            self._fail(run_id, job_id, exc.type, exc.message)
+            return "failed"
+        except VLMUnavailable as exc:
+            return self._retry_or_fail(run_id, job_id, exc.type, exc.message)
+        except Exception as exc:  # a bug or an environment problem: retried a few times, then reported
+            log.exception("stage %s of job %s failed", stage, job_id)
+            return self._retry_or_fail(run_id, job_id, "internal-error", f"{type(exc).__name__}: {exc}")
+        next_run = self._commit(run_id, job_id, video_id, stage, worker, outputs)
+        if next_run is not None:
+            self._dispatch(next_run, NEXT_STAGE[stage] or "")
+        return "done"
+
+    def _lease(self, run_id: str, worker: str) -> tuple[str, str, str] | str:
+        now = utcnow()
+        with self.sessions.begin() as s:
+            run = s.scalars(select(StageRun).where(StageRun.id == run_id).with_for_update()).first()
+            if run is None:
+                return "missing"
+            job = s.get(Job, run.job_id)
+            if run.state in ("done", "failed", "cancelled", "skipped"):
+                return run.state
+            if job is None or job.status in ("cancelled", "failed") or job.cancel_requested:
+                run.state = "cancelled"
+                if job is not None and job.status != "failed":
+                    job.status, job.finished_at = "cancelled", now
+                return "cancelled"
+            if run.state == "running" and run.lease_until is not None and _aware(run.lease_until) > now:
+                return "busy"
+            run.state, run.worker, run.started_at = "running", worker, now
+            run.attempts += 1
+            run.lease_until = now + timedelta(seconds=self.settings.jobs.lease_s)
+            job.status, job.stage = "running", run.stage
+            video = s.get(Video, run.video_id)
+            if video is not None:
+                video.status = "running"
+            return run.stage, job.id, run.video_id
+
+    def _work(self, stage: str, job_id: str, video_id: str, progress: DbProgress) -> dict[str, Any]:
+        with self.sessions() as s:
+            video = s.get(Video, video_id)
+            job = s.get(Job, job_id)
+            assert video is not None and job is not None
+            options = dict(job.options or {})
+        if stage == "perceive":
+            return self._perceive(video, options, progress)
+        if stage == "understand":
+            return self._understand(video, options, progress)
+        return self._index(video)
+
+    def _perceive(self, video: Video, options: dict[str, Any], progress: DbProgress) -> dict[str, Any]:
+        opts = analysis.AnalyzeOptions.for_profile(
+            options.get("profile", "general"), no_asr=not options.get("asr", True),
+            no_ocr=not options.get("ocr", True), no_motion=not options.get("motion", True), vlm="none",
+        )  # fmt: skip
+        workdir = Path(tempfile.mkdtemp(prefix="vp-perceive-"))
+        try:
+            with self.store.local_path(video.blob_key) as original:
+                doc = analysis.analyze(original, workdir / "out", self.settings, opts, progress=progress)
+            keyframe_keys = []
+            for n, k in enumerate(doc["keyframes"]):
+                key = f"keyframes/{video.id}/{n:05d}.jpg"
+                self.store.put_file(key, workdir / "out" / k["image"])
+                keyframe_keys.append(key)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        doc["video"]["path"] = video.filename
+        return {"doc": doc, "keyframe_keys": keyframe_keys}
+
+    def _understand(self, video: Video, options: dict[str, Any], progress: DbProgress) -> dict[str, Any]:
+        from videopipe.understanding import understand
+        from videopipe.vlm import select_backend
+
+        doc = self.document(video.id)
+        choice = select_backend(self.settings, options.get("vlm"))
+        workdir = Path(tempfile.mkdtemp(prefix="vp-understand-"))
+        try:
+            for k in doc["keyframes"]:
+                target = workdir / k["image"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with self.store.open(k["blob_key"]) as src, target.open("wb") as out:
+                    shutil.copyfileobj(src, out)
+            result = understand(doc, workdir, choice, self.settings, progress)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if result.vlm.get("error_type") == "vlm-unavailable" and choice.name != "none":
+            raise VLMUnavailable(str(result.vlm.get("error")))
+        return {"result": result}
+
+    def _index(self, video: Video) -> dict[str, Any]:
+        doc = self.document(video.id)
+        moments = []
+        for scene in doc["scenes"]:
+            start, end = scene["start_s"], scene["end_s"]
+            speech = " ".join(t["text"] for t in doc["transcript"] if start <= t["start_s"] < end)
+            screen = " ".join(o["text"].replace("\n", " ") for o in doc["ocr"] if start <= o["t_s"] < end)
+            first_kf = next((k["index"] for k in doc["keyframes"] if k["scene_index"] == scene["index"]), None)
+            moments.append({"start_s": start, "end_s": end, "caption": scene.get("caption") or "", "speech": speech,
+                            "screen_text": screen, "keyframe_index": first_kf})  # fmt: skip
+        return {"moments": moments}
+
+    # -- committing ----------------------------------------------------------------------------------------
+    def _commit(
+        self, run_id: str, job_id: str, video_id: str, stage: str, worker: str, outputs: dict[str, Any]
+    ) -> str | None:
+        now = utcnow()
+        with self.sessions.begin() as s:
+            run = s.scalars(select(StageRun).where(StageRun.id == run_id).with_for_update()).first()
+            if run is None or run.state != "running" or run.worker != worker:
+                log.warning(
+                    "stage run %s was taken over while %s worked on it; its results are dropped", run_id, worker
+                )
+                return None
+            job = s.get(Job, job_id)
+            video = s.get(Video, video_id)
+            assert job is not None and video is not None
+            if job.cancel_requested:
+                run.state, job.status, job.finished_at = "cancelled", "cancelled", now
+                video.status = "cancelled"
+                return None
+            _STORE[stage](s, video, outputs)
+            run.state, run.progress, run.finished_at, run.error = "done", 1.0, now, None
+            nxt = NEXT_STAGE[stage]
+            if nxt is None:
+                job.status, job.stage, job.progress, job.finished_at = "ready", None, 1.0, now
+                video.status = "ready"
+                return None
+            next_run = StageRun(job_id=job.id, video_id=video.id, stage=nxt, state="pending")
+            s.add(next_run)
+            s.flush()
+            job.stage, job.progress = nxt, _BEFORE[nxt]
+            return next_run.id
+
+    def _fail(self, run_id: str, job_id: str, error_type: str, message: str) -> None:
+        now = utcnow()
+        with self.sessions.begin() as s:
+            run, job = s.get(StageRun, run_id), s.get(Job, job_id)
+            if run is not None:
+                run.state, run.error, run.finished_at = "failed", message, now
+            if job is not None:
+                job.status, job.error_type, job.error, job.finished_at = "failed", error_type, message, now
+                video = s.get(Video, job.video_id)
+                if video is not None:
+                    video.status, video.error_type, video.error = "failed", error_type, message
+
+    def _retry_or_fail(self, run_id: str, job_id: str, error_type: str, message: str) -> str:
+        with self.sessions.begin() as s:
+            run = s.get(StageRun, run_id)
+            if run is None:
+                return "missing"
+            if run.attempts < self.settings.jobs.max_attempts:
+                run.state, run.error, run.lease_until, run.worker = "pending", message, None, None
+                retry = True
+            else:
+                retry = False
+        if retry:
+            raise TransientError(message)
+        self._fail(run_id, job_id, error_type, message)
+        return "failed"
+
+    def _finish_cancelled(self, run_id: str, job_id: str) -> None:
+        now = utcnow()
+        with self.sessions.begin() as s:
+            run, job = s.get(StageRun, run_id), s.get(Job, job_id)
+            if run is not None:
+                run.state, run.finished_at = "cancelled", now
+            if job is not None:
+                job.status, job.finished_at = "cancelled", now
+                video = s.get(Video, job.video_id)
+                if video is not None:
+                    video.status = "cancelled"
+
+    # -- control -------------------------------------------------------------------------------------------
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        with self.sessions.begin() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise JobNotFound(f"no job {job_id}; check the id (videopipe status lists it)")
+            if job.status in ("queued", "running"):
+                job.cancel_requested = True
+                running = s.scalars(select(StageRun).where(StageRun.job_id == job.id, StageRun.state == "running"))
+                if running.first() is None:  # nothing in flight to notice it: cancelled now
+                    job.status, job.finished_at = "cancelled", utcnow()
+                    for run in s.scalars(
+                        select(StageRun).where(StageRun.job_id == job.id, StageRun.state == "pending")
+                    ):
+                        run.state = "cancelled"
+        return self.status(job_id)
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        with self.sessions() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                raise JobNotFound(f"no job {job_id}; check the id")
+            runs = s.scalars(select(StageRun).where(StageRun.job_id == job_id)).all()
+            order = {name: n for n, name in enumerate(STAGES)}
+            return {
+                "job_id": job.id, "video_id": job.video_id, "tenant": job.tenant, "status": job.status,
+                "stage": job.stage, "progress": round(job.progress, 3), "error_type": job.error_type,
+                "error": job.error, "cancel_requested": job.cancel_requested,
+                "stages": [{"stage": r.stage, "state": r.state, "attempts": r.attempts,
+                            "progress": round(r.progress, 3)} for r in sorted(runs, key=lambda r: order[r.stage])],
+            }  # fmt: skip
+
+    def reconcile(self) -> list[str]:
+        """Send again the stage runs that nobody is working on: leases that expired (a killed worker) and
+        pending runs whose message seems lost (a broker restart). Duplicates are harmless (see `_lease`)."""
+        now = utcnow()
+        stale = now - timedelta(seconds=self.settings.jobs.redispatch_after_s)
+        with self.sessions() as s:
+            rows = s.scalars(select(StageRun).where(StageRun.state.in_(("pending", "running")))).all()
+            todo = []
+            for run in rows:
+                job = s.get(Job, run.job_id)
+                if job is None or job.status not in ("queued", "running"):
+                    continue
+                lease_expired = run.state == "running" and run.lease_until and _aware(run.lease_until) < now
+                message_lost = run.state == "pending" and (not run.dispatched_at or _aware(run.dispatched_at) < stale)
+                if lease_expired or message_lost:
+                    todo.append((run.id, run.stage))
+        for run_id, stage in todo:
+            log.warning("re-dispatching stage run %s (%s)", run_id, stage)
+            self._dispatch(run_id, stage)
+        return [r for r, _ in todo]
+
+    # -- reading -------------------------------------------------------------------------------------------
+    def document(self, video_id: str) -> dict[str, Any]:
+        """The analysis document (schema 1) of a video, from the database."""
+        with self.sessions() as s:
+            video = s.get(Video, video_id)
+            if video is None:
+                raise JobNotFound(f"no video {video_id}")
+
+            def rows(model: Any, order: Any) -> list[Any]:
+                return list(s.scalars(select(model).where(model.video_id == video_id).order_by(order)))
+
+            scenes = rows(Scene, Scene.index)
+            return {
+                "schema": analysis.SCHEMA_VERSION,
+                "video": {"path": video.filename, "duration_s": video.duration_s or 0.0, "fps": video.fps,
+                          "width": video.width, "height": video.height, "vfr": video.vfr, "has_audio": video.has_audio},
+                "scenes": [{"index": r.index, "start_s": r.start_s, "end_s": r.end_s, "caption": r.caption}
+                           for r in scenes],
+                "keyframes": [{"index": r.index, "t_s": r.t_s, "scene_index": r.scene_index, "score": r.score,
+                               "image": f"keyframes/{r.index:05d}.jpg", "blob_key": r.blob_key}
+                              for r in rows(Keyframe, Keyframe.index)],
+                "transcript": [{"start_s": r.start_s, "end_s": r.end_s, "text": r.text, "words": r.words}
+                               for r in rows(TranscriptSegment, TranscriptSegment.start_s)],
+                "ocr": [{"t_s": r.t_s, "scene_index": r.scene_index, "text": r.text, "confidence": r.confidence}
+                        for r in rows(OcrLine, OcrLine.t_s)],
+                "chapters": [{"start_s": r.start_s, "end_s": r.end_s, "title": r.title, "summary": r.summary,
+                              "source": r.source} for r in rows(Chapter, Chapter.start_s)],
+                "events": [{"start_s": r.start_s, "end_s": r.end_s, "label": r.label, "description": r.description,
+                            "bbox": r.bbox, "source": r.source} for r in rows(Event, Event.start_s)],
+                "tags": [r.tag for r in rows(Tag, Tag.id)],
+            }  # fmt: skip
+
+
+class JobNotFound(VideopipeError):
+    type = "not-found"
+
+
+def _aware(dt: datetime) -> datetime:
+    """SQLite hands back naive datetimes for timezone-aware columns; they were written in UTC."""
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
+
+
+# -- how each stage's outputs are written (old outputs of the same stage replaced) ---------------------------
+def _store_perceive(s: Session, video: Video, out: dict[str, Any]) -> None:
+    doc = out["doc"]
+    for model in (Scene, Keyframe, TranscriptSegment, OcrLine):
+        s.execute(delete(model).where(model.video_id == video.id))
+    s.execute(delete(Event).where(Event.video_id == video.id, Event.source == "motion"))
+    v = doc["video"]
+    video.duration_s, video.width, video.height = v["duration_s"], v["width"], v["height"]
+    video.fps, video.vfr, video.has_audio = v["fps"], v["vfr"], v["has_audio"]
+    s.add_all(Scene(video_id=video.id, index=sc["index"], start_s=sc["start_s"], end_s=sc["end_s"])
+              for sc in doc["scenes"])  # fmt: skip
+    s.add_all(Keyframe(video_id=video.id, index=n, t_s=k["t_s"], scene_index=k["scene_index"], score=k["score"],
+                       blob_key=key) for n, (k, key) in enumerate(zip(doc["keyframes"], out["keyframe_keys"],
+                                                                         strict=True)))  # fmt: skip
+    s.add_all(TranscriptSegment(video_id=video.id, start_s=t["start_s"], end_s=t["end_s"], text=t["text"],
+                                words=t.get("words", [])) for t in doc["transcript"])  # fmt: skip
+    s.add_all(OcrLine(video_id=video.id, t_s=o["t_s"], scene_index=o.get("scene_index"), text=o["text"],
+                      confidence=o["confidence"]) for o in doc["ocr"])  # fmt: skip
+    s.add_all(Event(video_id=video.id, start_s=e["start_s"], end_s=e["end_s"], label=e["label"],
+                    description=e.get("description", ""), bbox=e.get("bbox"), source="motion")
+              for e in doc["events"] if e.get("source") == "motion")  # fmt: skip
+
+
+def _store_understand(s: Session, video: Video, out: dict[str, Any]) -> None:
+    result = out["result"]
+    s.execute(delete(Chapter).where(Chapter.video_id == video.id))
+    s.execute(delete(Tag).where(Tag.video_id == video.id))
+    s.execute(delete(Event).where(Event.video_id == video.id, Event.source != "motion"))
+    s.add_all(Chapter(video_id=video.id, start_s=c["start_s"], end_s=c["end_s"], title=c["title"],
+                      summary=c.get("summary", ""), source=c["source"]) for c in result.chapters)  # fmt: skip
+    s.add_all(Event(video_id=video.id, start_s=e["start_s"], end_s=e["end_s"], label=e["label"],
+                    description=e.get("description", ""), bbox=e.get("bbox"), source=e.get("source", "vlm"))
+              for e in result.events if e.get("source") != "motion")  # fmt: skip
+    s.add_all(Tag(video_id=video.id, tag=t, source="vlm") for t in dict.fromkeys(result.tags))
+    for scene in s.scalars(select(Scene).where(Scene.video_id == video.id)):
+        scene.caption = result.captions.get(scene.index)
+
+
+def _store_index(s: Session, video: Video, out: dict[str, Any]) -> None:
+    s.execute(delete(Moment).where(Moment.video_id == video.id))
+    s.add_all(Moment(video_id=video.id, tenant=video.tenant, **m) for m in out["moments"])
+
+
+_STORE: dict[str, Callable[[Session, Video, dict[str, Any]], None]] = {
+    "perceive": _store_perceive,
+    "understand": _store_understand,
+    "index": _store_index,
+}
+
+
+class EmbeddedRunner:
+    """The dispatcher for a single process with no broker: a small thread pool running the same stages."""
+
+    def __init__(self, pipeline_factory: Callable[[], Pipeline], concurrency: int = 1) -> None:
+        self._factory = pipeline_factory
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="vp-stage")
+        self._lock = threading.Lock()
+        self.futures: list[Future[str]] = []
+
+    def dispatch(self, stage_run_id: str, stage: str) -> None:
+        with self._lock:
+            self.futures.append(self._pool.submit(self._run, stage_run_id))
+
+    def _run(self, stage_run_id: str) -> str:
+        try:
+            return self._factory().run_stage(stage_run_id, worker=f"embedded-{threading.get_ident()}")
+        except TransientError as exc:
+            log.warning("stage run %s will be retried by the reconciler: %s", stage_run_id, exc.message)
+            return "pending"
+
+    def wait(self) -> None:
+        """Block until every dispatched stage (and the stages they dispatched) has finished."""
+        while True:
+            with self._lock:
+                pending = [f for f in self.futures if not f.done()]
+            if not pending:
+                return
+            for f in pending:
+                f.result()
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
