@@ -343,6 +343,95 @@ def demo(out_dir: Path, as_json: bool) -> None:
     )
 
 
+def _pipeline_for_cli(settings: Settings) -> tuple[Any, Any]:
+    """The pipeline with Celery dispatch when a broker is configured, else with the in-process runner."""
+    from videopipe.pipeline import EmbeddedRunner, Pipeline, open_pipeline
+
+    embedded_sqlite = settings.database_url is None
+    if settings.broker_url:
+        from workers.tasks import CeleryDispatcher
+
+        return open_pipeline(settings, CeleryDispatcher(), migrate=embedded_sqlite), None
+    holder: dict[str, Pipeline] = {}
+    runner = EmbeddedRunner(lambda: holder["p"], settings.jobs.embedded_concurrency)
+    holder["p"] = open_pipeline(settings, runner, migrate=embedded_sqlite)
+    return holder["p"], runner
+
+
+@main.command()
+@click.argument("video", type=click.Path(path_type=Path))
+@click.option("--tenant", default="default", show_default=True)
+@click.option("--profile", type=click.Choice(["general", "lecture", "surveillance"]), default="general")
+@click.option("--vlm", type=_VLM_CHOICE, default=None)
+@click.option("--no-asr", is_flag=True)
+@click.option("--no-ocr", is_flag=True)
+@click.option("--no-motion", is_flag=True)
+@_handle_errors
+def submit(
+    video: Path, tenant: str, profile: str, vlm: str | None, no_asr: bool, no_ocr: bool, no_motion: bool
+) -> None:
+    """Queue VIDEO for analysis and print the job id (last word). With no broker configured the stages run
+    here, in this process, before it returns."""
+    settings = Settings()
+    pipeline, runner = _pipeline_for_cli(settings)
+    options = {"profile": profile, "asr": not no_asr, "ocr": not no_ocr, "motion": not no_motion, "vlm": vlm}
+    submitted = pipeline.submit(video, tenant=tenant, options=options)
+    if runner is not None:
+        with err_console.status("running the stages in-process (no broker configured)"):
+            runner.wait()
+        runner.shutdown()
+    state = pipeline.status(submitted.job_id)["status"]
+    note = "" if submitted.created else " (already submitted: same video, same settings)"
+    click.echo(f"job {state}{note}: {submitted.job_id}")
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@_handle_errors
+def status(job_id: str, as_json: bool) -> None:
+    """Show a job: queued, running, ready, failed or cancelled, with its stage and progress."""
+    from videopipe.pipeline import open_pipeline
+
+    info = open_pipeline(Settings()).status(job_id)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    stage = f", stage {info['stage']}" if info["stage"] else ""
+    click.echo(f"{info['job_id']}: {info['status']}{stage}, {info['progress']:.0%}")
+    if info["error"]:
+        click.echo(f"error ({info['error_type']}): {info['error']}")
+
+
+@main.command()
+@click.argument("job_id")
+@_handle_errors
+def cancel(job_id: str) -> None:
+    """Cancel a job; a running stage stops at its next progress report."""
+    from videopipe.pipeline import open_pipeline
+
+    info = open_pipeline(Settings()).cancel(job_id)
+    click.echo(f"{info['job_id']}: {info['status']}{' (stopping)' if info['status'] == 'running' else ''}")
+
+
+@main.command()
+@click.option("--queues", default="cpu,gpu,index", show_default=True, help="Comma-separated queues to serve.")
+@click.option("--concurrency", type=int, default=1, show_default=True)
+@click.option("--beat/--no-beat", default=False, help="Also run the periodic reconciler (one worker only).")
+@click.option("--loglevel", default="INFO")
+@_handle_errors
+def worker(queues: str, concurrency: int, beat: bool, loglevel: str) -> None:
+    """Run a Celery worker for the given queues (VIDEOPIPE_BROKER_URL must be set)."""
+    from workers.celery_app import make_app
+
+    app = make_app(Settings())
+    argv = ["worker", f"--queues={queues}", f"--concurrency={concurrency}", f"--loglevel={loglevel}",
+            "--prefetch-multiplier=1", "--without-gossip", "--without-mingle"]  # fmt: skip
+    if beat:
+        argv += ["--beat", f"--schedule={Settings().data_dir / 'celerybeat-schedule'}"]
+    app.worker_main(argv)
+
+
 @main.group()
 def db() -> None:
     """Database schema (VIDEOPIPE_DATABASE_URL, else a SQLite file in the data dir)."""

@@ -535,6 +535,25 @@ _STORE: dict[str, Callable[[Session, Video, dict[str, Any]], None]] = {
 }
 
 
+def open_pipeline(settings: Settings, dispatcher: Dispatcher | None = None, migrate: bool = False) -> Pipeline:
+    """A pipeline on the configured database and blob store. `migrate`: bring the schema to head first (the
+    embedded SQLite default does this itself; shared databases are migrated with `videopipe db upgrade`)."""
+    from sqlalchemy import inspect
+
+    from videopipe.db import database_url, make_engine, make_session_factory
+    from videopipe.db.migrate import upgrade
+    from videopipe.errors import ConfigError
+    from videopipe.storage import open_store
+
+    url = database_url(settings)
+    if migrate:
+        upgrade(url)
+    engine = make_engine(url)
+    if "jobs" not in inspect(engine).get_table_names():
+        raise ConfigError("the database has no videopipe tables yet: run `videopipe db upgrade`")
+    return Pipeline(make_session_factory(engine), open_store(settings), settings, dispatcher)
+
+
 class EmbeddedRunner:
     """The dispatcher for a single process with no broker: a small thread pool running the same stages."""
 

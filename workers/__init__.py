@@ -1,5 +1,6 @@
-"""Celery app and thin tasks that call videopipe's pipeline stages.
+"""Celery app and thin tasks that call videopipe's pipeline stages (ids in, `Pipeline.run_stage` out).
 
-Not built yet: it lands with the jobs/pipeline issue. Kept as a package now so the distribution layout
-is fixed.
+Queues: ``cpu`` (perceive), ``gpu`` (understand), ``index`` (index). Tasks are ``acks_late`` with
+``reject_on_worker_lost`` and prefetch 1, so a killed worker's stage goes back to the queue; the database,
+not the broker, decides whether a delivered stage still needs running.
 """
