@@ -4,6 +4,7 @@
 #   tesseract-ocr-eng  English data for on-screen text (the tesserocr wheel bundles the engine, not the data)
 #   espeak-ng          speech synthesis for the lecture demo and the speech tests
 #   python3-venv       the Makefile builds a virtual environment
+#   docker-compose     validates docker-compose.yml in the tests (`docker-compose config`; needs no engine)
 set -euo pipefail
 
 need=()
@@ -11,6 +12,7 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata >/dev/null 2>&1 || need+=(tesseract-ocr-eng)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
+{ docker compose version || command -v docker-compose; } >/dev/null 2>&1 || need+=(docker-compose)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
