@@ -22,12 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from videopipe.config import Settings
-from videopipe.db import make_engine
 from videopipe.db.migrate import upgrade
 from videopipe.db.models import Job, Scene, StageRun
+from videopipe.db.scratch import scratch_database
 from videopipe.pipeline import QUEUE_FOR, Pipeline, open_pipeline
 from videopipe.samples import write_sample_video
 
@@ -48,21 +48,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=50)
     args = parser.parse_args()
+    with scratch_database(PG_ADMIN, "vp_load") as url:
+        run(args.videos, url)
+
+
+def run(n_videos: int, url: str) -> None:
     work = Path(tempfile.mkdtemp(prefix="vp-load-"))
-    admin = make_engine(PG_ADMIN).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"vp_load_{random.randrange(1 << 30):x}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
     upgrade(url)
     redis_db = random.randrange(1, 16)
     env = {"VIDEOPIPE_DATABASE_URL": url, "VIDEOPIPE_BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
            "VIDEOPIPE_DATA_DIR": str(work / "data"), "VIDEOPIPE_VLM": "none"}  # fmt: skip
     os.environ.update(env)
     subprocess.run(["redis-cli", "-n", str(redis_db), "flushdb"], check=True, capture_output=True)
-    print(f"generating {args.videos} videos...", file=sys.stderr)
+    print(f"generating {n_videos} videos...", file=sys.stderr)
     videos = [write_sample_video(work / f"v{n:03d}.mp4", shots_s=(2.0, 2.0), audio=True, seed=1000 + n).path
-              for n in range(args.videos)]  # fmt: skip
+              for n in range(n_videos)]  # fmt: skip
     workers = []
     for n in range(2):
         log = (work / f"worker{n}.log").open("wb")
@@ -108,8 +108,6 @@ def main() -> None:
         for w in workers:
             w.wait(timeout=30)
         subprocess.run(["redis-cli", "-n", str(redis_db), "flushdb"], capture_output=True)
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 if __name__ == "__main__":

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import OperationalError
 
 from videopipe.db import make_engine, make_session_factory
 from videopipe.db.migrate import downgrade, upgrade
 from videopipe.db.models import Base, Chapter, Job, Scene, Video
+from videopipe.db.scratch import scratch_database
 
 PG_ADMIN = os.environ.get("VIDEOPIPE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -22,17 +23,11 @@ PG_ADMIN = os.environ.get("VIDEOPIPE_TEST_PG", "postgresql+psycopg://postgres@12
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
-    admin = make_engine(PG_ADMIN).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"vp_test_{uuid.uuid4().hex[:10]}"
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
+        with scratch_database(PG_ADMIN, "vp_test") as url:
+            yield url
+    except OperationalError as exc:
         pytest.fail(f"PostgreSQL at {PG_ADMIN} is not reachable ({exc}); scripts/start-services.sh starts it")
-    yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture

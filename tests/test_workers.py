@@ -24,6 +24,7 @@ from tests.test_db import PG_ADMIN
 from videopipe.config import Settings
 from videopipe.db.migrate import upgrade
 from videopipe.db.models import Scene, StageRun
+from videopipe.db.scratch import scratch_database
 from videopipe.pipeline import Pipeline, open_pipeline
 from videopipe.samples import write_sample_video
 
@@ -40,17 +41,13 @@ def redis_ping() -> bool:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    from sqlalchemy import text
-
-    from videopipe.db import make_engine
-
     if not redis_ping():
         pytest.fail("Redis is not running on 127.0.0.1:6379; scripts/start-services.sh starts it")
-    admin = make_engine(PG_ADMIN).execution_options(isolation_level="AUTOCOMMIT")
-    name = f"vp_workers_{random.randrange(1 << 30):x}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    with scratch_database(PG_ADMIN, "vp_workers") as url:
+        yield from _environment(url, tmp_path_factory)
+
+
+def _environment(url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     upgrade(url)
     redis_db = random.randrange(1, 16)
     data = tmp_path_factory.mktemp("workers")
@@ -62,9 +59,6 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     subprocess.run(["redis-cli", "-n", str(redis_db), "flushdb"], check=True, capture_output=True)
     yield values
     subprocess.run(["redis-cli", "-n", str(redis_db), "flushdb"], capture_output=True)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 class Worker:
