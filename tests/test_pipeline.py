@@ -110,3 +110,33 @@ def test_cancel_before_it_runs(tmp_path: Path, shots_video: SampleVideo) -> None
         run_id = s.scalars(select(StageRun.id)).one()
     assert pipeline.run_stage(run_id) == "cancelled"  # a late message does nothing
     engine.dispose()
+
+
+def test_a_stage_whose_outputs_exist_for_the_same_inputs_is_not_run_again(
+    tmp_path: Path, shots_video: SampleVideo
+) -> None:
+    url = f"sqlite:///{tmp_path / 'vp.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    pipeline = Pipeline(make_session_factory(engine), LocalBlobStore(tmp_path / "b"), Settings(data_dir=tmp_path))
+
+    def pending_run(job_id: str) -> str:
+        with pipeline.sessions() as s:
+            return s.scalars(select(StageRun.id).where(StageRun.job_id == job_id, StageRun.state == "pending")).one()
+
+    first = pipeline.submit(shots_video.path, options=FAST)
+    assert pipeline.run_stage(pending_run(first.job_id)) == "done"  # perceive
+    pipeline.cancel(first.job_id)  # understand never ran
+    second = pipeline.submit(shots_video.path, options=FAST)
+    assert second.created and second.job_id != first.job_id
+    assert pipeline.run_stage(pending_run(second.job_id)) == "skipped"  # perceive: same bytes, same settings
+    assert pipeline.run_stage(pending_run(second.job_id)) == "done"  # understand
+    assert pipeline.run_stage(pending_run(second.job_id)) == "done"  # index
+    status = pipeline.status(second.job_id)
+    assert status["status"] == "ready" and [s["state"] for s in status["stages"]] == ["skipped", "done", "done"]
+    assert status["stages"][0]["attempts"] == 0
+    assert _count(pipeline.sessions, Scene, second.video_id) == len(shots_video.cut_times_s) + 1
+    # Other settings are other inputs: the stage runs.
+    third = pipeline.submit(shots_video.path, options={**FAST, "profile": "lecture"})
+    assert pipeline.run_stage(pending_run(third.job_id)) == "done"
+    engine.dispose()

@@ -211,7 +211,12 @@ class Pipeline:
         leased = self._lease(run_id, worker)
         if isinstance(leased, str):
             return leased
-        stage, job_id, video_id = leased
+        stage, job_id, video_id, reuse = leased
+        if reuse:  # same content, same settings, outputs already stored: nothing to compute
+            next_run = self._commit(run_id, job_id, video_id, stage, worker, None)
+            if next_run is not None:
+                self._dispatch(next_run, NEXT_STAGE[stage] or "")
+            return "skipped"
         progress = DbProgress(self.sessions, run_id, job_id, stage, worker, self.settings.jobs.lease_s)
         try:
             outputs = self._work(stage, job_id, video_id, progress)
@@ -231,7 +236,7 @@ class Pipeline:
             self._dispatch(next_run, NEXT_STAGE[stage] or "")
         return "done"
 
-    def _lease(self, run_id: str, worker: str) -> tuple[str, str, str] | str:
+    def _lease(self, run_id: str, worker: str) -> tuple[str, str, str, bool] | str:
         now = utcnow()
         with self.sessions.begin() as s:
             run = s.scalars(select(StageRun).where(StageRun.id == run_id).with_for_update()).first()
@@ -247,14 +252,31 @@ class Pipeline:
                 return "cancelled"
             if run.state == "running" and run.lease_until is not None and _aware(run.lease_until) > now:
                 return "busy"
-            run.state, run.worker, run.started_at = "running", worker, now
-            run.attempts += 1
-            run.lease_until = now + timedelta(seconds=self.settings.jobs.lease_s)
-            job.status, job.stage = "running", run.stage
             video = s.get(Video, run.video_id)
-            if video is not None:
-                video.status = "running"
-            return run.stage, job.id, run.video_id
+            assert video is not None
+            run.inputs_hash = hashlib.sha256(
+                f"{video.content_hash}:{job.settings_hash}:{run.stage}".encode()
+            ).hexdigest()
+            run.state, run.worker, run.started_at = "running", worker, now
+            run.lease_until = now + timedelta(seconds=self.settings.jobs.lease_s)
+            job.status, job.stage, video.status = "running", run.stage, "running"
+            if self._outputs_current(s, run):
+                return run.stage, job.id, run.video_id, True
+            run.attempts += 1
+            return run.stage, job.id, run.video_id, False
+
+    @staticmethod
+    def _outputs_current(s: Session, run: StageRun) -> bool:
+        """Whether the video's stored outputs for this stage came from the same inputs (content and settings):
+        the latest finished run of the stage for this video decides what is in the tables."""
+        latest = s.scalars(
+            select(StageRun)
+            .where(StageRun.video_id == run.video_id, StageRun.stage == run.stage, StageRun.id != run.id,
+                   StageRun.state.in_(("done", "skipped")))
+            .order_by(StageRun.finished_at.desc())
+            .limit(1)
+        ).first()  # fmt: skip
+        return latest is not None and latest.inputs_hash == run.inputs_hash
 
     def _work(self, stage: str, job_id: str, video_id: str, progress: DbProgress) -> dict[str, Any]:
         with self.sessions() as s:
@@ -321,8 +343,9 @@ class Pipeline:
 
     # -- committing ----------------------------------------------------------------------------------------
     def _commit(
-        self, run_id: str, job_id: str, video_id: str, stage: str, worker: str, outputs: dict[str, Any]
+        self, run_id: str, job_id: str, video_id: str, stage: str, worker: str, outputs: dict[str, Any] | None
     ) -> str | None:
+        """Write `outputs` (None: reuse what is stored) and finish the run, if this worker still holds it."""
         now = utcnow()
         with self.sessions.begin() as s:
             run = s.scalars(select(StageRun).where(StageRun.id == run_id).with_for_update()).first()
@@ -338,8 +361,10 @@ class Pipeline:
                 run.state, job.status, job.finished_at = "cancelled", "cancelled", now
                 video.status = "cancelled"
                 return None
-            _STORE[stage](s, video, outputs)
-            run.state, run.progress, run.finished_at, run.error = "done", 1.0, now, None
+            if outputs is not None:
+                _STORE[stage](s, video, outputs)
+            run.state = "done" if outputs is not None else "skipped"
+            run.progress, run.finished_at, run.error = 1.0, now, None
             nxt = NEXT_STAGE[stage]
             if nxt is None:
                 job.status, job.stage, job.progress, job.finished_at = "ready", None, 1.0, now
