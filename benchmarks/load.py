@@ -28,20 +28,11 @@ from videopipe.config import Settings
 from videopipe.db.migrate import upgrade
 from videopipe.db.models import Job, Scene, StageRun
 from videopipe.db.scratch import scratch_database
-from videopipe.pipeline import QUEUE_FOR, Pipeline, open_pipeline
+from videopipe.pipeline import Pipeline, open_pipeline
 from videopipe.samples import write_sample_video
+from workers.celery_app import CeleryDispatcher, make_app
 
 PG_ADMIN = os.environ.get("VIDEOPIPE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
-
-class SendTask:
-    def __init__(self) -> None:
-        from workers.celery_app import make_app
-
-        self.app = make_app(Settings())
-
-    def dispatch(self, stage_run_id: str, stage: str) -> None:
-        self.app.send_task("videopipe.run_stage", args=[stage_run_id], queue=QUEUE_FOR[stage])
 
 
 def main() -> None:
@@ -76,7 +67,7 @@ def run(n_videos: int, url: str) -> None:
                 raise SystemExit("workers did not start")
             time.sleep(0.2)
         base = open_pipeline(Settings())
-        pipeline = Pipeline(base.sessions, base.store, Settings(), SendTask())
+        pipeline = Pipeline(base.sessions, base.store, Settings(), CeleryDispatcher(make_app(Settings())))
         started = time.perf_counter()
         jobs = [pipeline.submit(v, options={"profile": "general", "vlm": "none"}).job_id for v in videos]
         submitted_s = time.perf_counter() - started

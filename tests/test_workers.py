@@ -204,25 +204,13 @@ def test_worker_killed_mid_stage_is_replaced_and_the_job_completes(
         assert s.scalar(select(func.count()).select_from(Scene).where(Scene.video_id == info["video_id"])) == 25
 
 
-class SendTask:
-    """Dispatch through a Celery app built here (no module-level app): what `videopipe submit` does."""
-
-    def __init__(self) -> None:
-        from workers.celery_app import make_app
-
-        self.app = make_app(Settings())
-
-    def dispatch(self, stage_run_id: str, stage: str) -> None:
-        from videopipe.pipeline import QUEUE_FOR
-
-        self.app.send_task("videopipe.run_stage", args=[stage_run_id], queue=QUEUE_FOR[stage])
-
-
 def test_redis_restart_mid_job_loses_no_job(
     env: dict[str, str], worker: Worker, pipeline: Pipeline, videos: dict[str, Path], tmp_path: Path
 ) -> None:
     extras = [write_sample_video(tmp_path / f"q{n}.mp4", shots_s=(1.0, 1.0), seed=40 + n).path for n in range(2)]
-    fast = Pipeline(pipeline.sessions, pipeline.store, Settings(), SendTask())
+    from workers.celery_app import CeleryDispatcher, make_app
+
+    fast = Pipeline(pipeline.sessions, pipeline.store, Settings(), CeleryDispatcher(make_app(Settings())))
     options = {"profile": "general", "asr": False, "ocr": False, "motion": True, "vlm": "none", "redis": 1}
     running = fast.submit(videos["long"], options=options).job_id
     # These wait in Redis behind the first: a restart without persistence drops their messages.

@@ -33,6 +33,7 @@ from videopipe.perception.motion import MotionDetector
 from videopipe.perception.stages import run_ocr, run_speech
 from videopipe.progress import NullProgress, Progress
 from videopipe.scenes import CutDetector, Scene, SceneFrame
+from videopipe.timefmt import fmt_time
 from videopipe.understanding import understand
 from videopipe.vlm import BackendChoice, select_backend
 
@@ -155,14 +156,6 @@ def _check_complete(info: VideoInfo, decoded_to_s: float) -> None:
             f"{fmt_time(info.duration_s)}; it was cut off during upload, copy or recording. Copy the complete "
             f"file again, or remux what is there (ffmpeg -i IN -c copy OUT{ext}) to analyse only that part"
         )
-
-
-def fmt_time(t_s: float) -> str:
-    ms = round(t_s * 1000)
-    h, rem = divmod(ms, 3_600_000)
-    m, rem = divmod(rem, 60_000)
-    s, ms = divmod(rem, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
 
 
 def _r(t: float) -> float:

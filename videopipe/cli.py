@@ -349,9 +349,9 @@ def _pipeline_for_cli(settings: Settings) -> tuple[Any, Any]:
 
     embedded_sqlite = settings.database_url is None
     if settings.broker_url:
-        from workers.tasks import CeleryDispatcher
+        from workers.celery_app import CeleryDispatcher, make_app
 
-        return open_pipeline(settings, CeleryDispatcher(), migrate=embedded_sqlite), None
+        return open_pipeline(settings, CeleryDispatcher(make_app(settings)), migrate=embedded_sqlite), None
     holder: dict[str, Pipeline] = {}
     runner = EmbeddedRunner(lambda: holder["p"], settings.jobs.embedded_concurrency)
     holder["p"] = open_pipeline(settings, runner, migrate=embedded_sqlite)

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from videopipe.config import KeyframeSettings
+from videopipe.media.decode import box_halve, halvings_for
 from videopipe.scenes import Scene, SceneFrame
 
 _THUMB = (16, 9)
@@ -58,10 +59,7 @@ class _SceneState:
 
 def sharpness(luma: np.ndarray) -> float:
     """Variance of the Laplacian, on a plane of at most ~200 px wide (cheap, and resolution-independent)."""
-    small = luma
-    while small.shape[1] > 200:
-        h, w = small.shape[0] // 2, small.shape[1] // 2
-        small = cv2.resize(small[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_LINEAR)
+    small = box_halve(luma, halvings_for(luma.shape[1], 1, 200))
     _, std = cv2.meanStdDev(cv2.Laplacian(small, cv2.CV_16S))
     return float(std[0, 0]) ** 2
 

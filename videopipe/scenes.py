@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from videopipe.config import SceneSettings
-from videopipe.media.decode import AnalysisFrame, box_halve, halvings_for
+from videopipe.media.decode import AnalysisFrame, box_halve, chroma_halvings, halvings_for
 
 _SIG_LONG_SIDE = 64
 
@@ -60,7 +60,7 @@ class _Pending:
 def signature(frame: AnalysisFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Y, U and V box-averaged by powers of two until the luma's long side is at most 64-127 px."""
     times = halvings_for(frame.luma.shape[1], frame.luma.shape[0], 2 * _SIG_LONG_SIDE - 1)
-    chroma_times = max(0, times - (frame.luma.shape[1] // max(1, frame.chroma_u.shape[1])).bit_length() + 1)
+    chroma_times = chroma_halvings(frame.luma.shape[1], frame.chroma_u.shape[1], times)
     return (
         box_halve(frame.luma, times),
         box_halve(frame.chroma_u, chroma_times),

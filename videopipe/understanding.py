@@ -23,6 +23,7 @@ from PIL import Image
 from videopipe.config import Settings
 from videopipe.errors import VLMError
 from videopipe.progress import NullProgress, Progress
+from videopipe.timefmt import fmt_time
 from videopipe.vlm import BackendChoice, VLMBackend
 from videopipe.vlm.base import Prompt, TokenCounter
 from videopipe.vlm.parsing import (
@@ -65,11 +66,6 @@ class UnderstandingResult:
 
 def _r(t: float) -> float:
     return round(t, 3)
-
-
-def fmt_clock(t_s: float) -> str:
-    ms = round(t_s * 1000)
-    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
 
 
 # -- without a model -----------------------------------------------------------------------------------
@@ -127,11 +123,11 @@ def extractive_chapters(doc: dict[str, Any]) -> list[dict[str, Any]]:
         start, end = float(group[0]["start_s"]), float(group[-1]["end_s"])
         title = (_first_text(doc.get("ocr", []), start, end, "t_s")
                  or _first_text(doc.get("transcript", []), start, end, "start_s")
-                 or f"Scene {group[0]['index'] + 1} at {fmt_clock(start)[:8]}")  # fmt: skip
+                 or f"Scene {group[0]['index'] + 1} at {fmt_time(start)[:8]}")  # fmt: skip
         speech = " ".join(
             str(seg.get("text", "")).strip() for seg in doc.get("transcript", []) if start <= seg["start_s"] < end
         )
-        chapters.append({"start_s": _r(start), "end_s": _r(end), "start": fmt_clock(start), "end": fmt_clock(end),
+        chapters.append({"start_s": _r(start), "end_s": _r(end), "start": fmt_time(start), "end": fmt_time(end),
                          "title": title, "summary": speech[:400], "source": "extractive"})  # fmt: skip
     return chapters
 
@@ -294,13 +290,13 @@ class Understanding:
         return UnderstandingResult(chapters, events, captions, list(tags), self._vlm_info(windows), self.prompts)
 
     def _chapter(self, start: float, end: float, title: str, summary: str) -> dict[str, Any]:
-        return {"start_s": _r(start), "end_s": _r(end), "start": fmt_clock(start), "end": fmt_clock(end),
-                "title": title.strip() or f"Chapter at {fmt_clock(start)[:8]}", "summary": summary.strip(),
+        return {"start_s": _r(start), "end_s": _r(end), "start": fmt_time(start), "end": fmt_time(end),
+                "title": title.strip() or f"Chapter at {fmt_time(start)[:8]}", "summary": summary.strip(),
                 "source": "vlm"}  # fmt: skip
 
     def _event(self, e: Any) -> dict[str, Any]:
-        return {"start_s": _r(e.start_s), "end_s": _r(e.end_s), "start": fmt_clock(e.start_s),
-                "end": fmt_clock(e.end_s), "label": e.label.strip(), "description": e.description.strip(),
+        return {"start_s": _r(e.start_s), "end_s": _r(e.end_s), "start": fmt_time(e.start_s),
+                "end": fmt_time(e.end_s), "label": e.label.strip(), "description": e.description.strip(),
                 "bbox": e.bbox, "source": "vlm"}  # fmt: skip
 
     def _vlm_info(self, windows: list[Window]) -> dict[str, Any]:

@@ -9,6 +9,18 @@ from videopipe.config import Settings
 from videopipe.errors import ConfigError
 
 
+class CeleryDispatcher:
+    """`videopipe.pipeline.Dispatcher` over Celery: sends "run stage run X" to the stage's queue by task name."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def dispatch(self, stage_run_id: str, stage: str) -> None:
+        from videopipe.pipeline import QUEUE_FOR
+
+        self.app.send_task("videopipe.run_stage", args=[stage_run_id], queue=QUEUE_FOR[stage])
+
+
 def make_app(settings: Settings | None = None) -> Celery:
     settings = settings or Settings()
     if not settings.broker_url:

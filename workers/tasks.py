@@ -10,20 +10,15 @@ import socket
 from celery.signals import worker_process_init
 
 from videopipe.config import Settings
-from videopipe.pipeline import QUEUE_FOR, Pipeline, TransientError, open_pipeline
-from workers.celery_app import app
+from videopipe.pipeline import Pipeline, TransientError, open_pipeline
+from workers.celery_app import CeleryDispatcher, app
 
 log = logging.getLogger(__name__)
 
 
-class CeleryDispatcher:
-    def dispatch(self, stage_run_id: str, stage: str) -> None:
-        run_stage.apply_async(args=[stage_run_id], queue=QUEUE_FOR[stage])
-
-
 @functools.cache
 def pipeline() -> Pipeline:
-    return open_pipeline(Settings(), CeleryDispatcher())
+    return open_pipeline(Settings(), CeleryDispatcher(app))
 
 
 @worker_process_init.connect

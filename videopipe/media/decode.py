@@ -91,6 +91,7 @@ class _Downscaler:
     def __init__(self, info: VideoInfo, settings: AnalysisSettings) -> None:
         self.halvings = halvings_for(info.coded_width, info.coded_height, settings.max_long_side_px)
         self.target = (max(1, info.coded_width >> self.halvings), max(1, info.coded_height >> self.halvings))
+        self.chroma_halvings: int | None = None
 
     def __call__(self, frame: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         fmt = frame.format.name
@@ -105,17 +106,18 @@ class _Downscaler:
             small = frame.reformat(width=self.target[0], height=self.target[1], format="yuv420p", interpolation="AREA")
             y, u, v = (_plane_view(p, np.uint8).copy() for p in small.planes[:3])
             return y, u, v
+        if self.chroma_halvings is None:  # the planes' shapes are the stream's: work it out once
+            self.chroma_halvings = chroma_halvings(planes[0].shape[1], planes[1].shape[1], self.halvings)
         y = box_halve(planes[0], self.halvings)
-        # Chroma planes are already subsampled: halve them as far as the luma plane, at most.
-        cw_halvings = max(0, self.halvings - _log2_ratio(planes[0].shape[1], planes[1].shape[1]))
-        return y, box_halve(planes[1], cw_halvings), box_halve(planes[2], cw_halvings)
+        return y, box_halve(planes[1], self.chroma_halvings), box_halve(planes[2], self.chroma_halvings)
 
 
-def _log2_ratio(a: int, b: int) -> int:
-    n = 0
-    while b and (b << (n + 1)) <= a:
-        n += 1
-    return n
+def chroma_halvings(luma_width: int, chroma_width: int, luma_halvings: int) -> int:
+    """Chroma planes are often subsampled already (4:2:0 is half as wide): halve them that much less."""
+    subsampled = 0
+    while chroma_width and (chroma_width << (subsampled + 1)) <= luma_width:
+        subsampled += 1
+    return max(0, luma_halvings - subsampled)
 
 
 def open_for_analysis(info: VideoInfo, settings: AnalysisSettings) -> tuple[Any, Any]:

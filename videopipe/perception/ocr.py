@@ -109,9 +109,7 @@ class RapidOCR:
     def read(self, image: Image.Image) -> tuple[str, float]:
         import numpy as np
 
-        rgb = image.convert("RGB")
-        if rgb.width > _MAX_WIDTH:
-            rgb = rgb.resize((_MAX_WIDTH, round(rgb.height * _MAX_WIDTH / rgb.width)), Image.Resampling.BOX)
+        rgb = _cap_width(image.convert("RGB"))
         with self._lock:
             result = self._engine(np.asarray(rgb))
         texts = list(getattr(result, "txts", None) or [])
@@ -119,14 +117,18 @@ class RapidOCR:
         return clean_text("\n".join(texts)), (sum(scores) / len(scores) if scores else 0.0)
 
 
+def _cap_width(image: Image.Image) -> Image.Image:
+    if image.width <= _MAX_WIDTH:
+        return image
+    return image.resize((_MAX_WIDTH, round(image.height * _MAX_WIDTH / image.width)), Image.Resampling.BOX)
+
+
 def _prepare(image: Image.Image) -> Image.Image:
     """Grey, at most 1280 px wide, and light text on dark areas (title bars, dark slides) turned dark-on-light:
     tesseract reads dark text on a light page far more reliably."""
     import numpy as np
 
-    gray = image.convert("L")
-    if gray.width > _MAX_WIDTH:
-        gray = gray.resize((_MAX_WIDTH, round(gray.height * _MAX_WIDTH / gray.width)), Image.Resampling.BOX)
+    gray = _cap_width(image.convert("L"))
     pixels = np.asarray(gray)
     # A row's median is its background (text covers far less than half a row); dark rows get inverted.
     row_background = np.median(pixels, axis=1)
