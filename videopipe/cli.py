@@ -343,7 +343,7 @@ def demo(out_dir: Path, as_json: bool) -> None:
     )
 
 
-def _pipeline_for_cli(settings: Settings) -> tuple[Any, Any]:
+def pipeline_with_dispatcher(settings: Settings) -> tuple[Any, Any]:
     """The pipeline with Celery dispatch when a broker is configured, else with the in-process runner."""
     from videopipe.pipeline import EmbeddedRunner, Pipeline, open_pipeline
 
@@ -373,7 +373,7 @@ def submit(
     """Queue VIDEO for analysis and print the job id (last word). With no broker configured the stages run
     here, in this process, before it returns."""
     settings = Settings()
-    pipeline, runner = _pipeline_for_cli(settings)
+    pipeline, runner = pipeline_with_dispatcher(settings)
     options = {"profile": profile, "asr": not no_asr, "ocr": not no_ocr, "motion": not no_motion, "vlm": vlm}
     submitted = pipeline.submit(video, tenant=tenant, options=options)
     if runner is not None:
@@ -430,6 +430,74 @@ def worker(queues: str, concurrency: int, beat: bool, loglevel: str) -> None:
     if beat:
         argv += ["--beat", f"--schedule={Settings().data_dir / 'celerybeat-schedule'}"]
     app.worker_main(argv)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0: every interface).")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--log-level", default="info", show_default=True)
+@_handle_errors
+def serve(host: str, port: int, log_level: str) -> None:
+    """Run the REST API (docs at /docs). Without a broker, the stages run inside this process."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.context import RequestIdFilter
+
+    settings = Settings()
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
+    handler.addFilter(RequestIdFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(log_level.upper())
+    pipeline, runner = pipeline_with_dispatcher(settings)
+    app = create_app(settings, pipeline, runner, host=host)
+    mode = "in-process stages (no broker configured)" if runner is not None else f"workers via {settings.broker_url}"
+    logging.getLogger("api").info("videopipe API on http://%s:%d (%s); docs at /docs", host, port, mode)
+    uvicorn.run(app, host=host, port=port, log_config=None, log_level=log_level, access_log=False)
+
+
+@main.group()
+def keys() -> None:
+    """API keys for the REST API (each bound to one tenant)."""
+
+
+def _keystore() -> Any:
+    from videopipe.auth import KeyStore
+    from videopipe.pipeline import open_pipeline
+
+    settings = Settings()
+    return KeyStore(open_pipeline(settings, migrate=settings.database_url is None).sessions)
+
+
+@keys.command("create")
+@click.option("--tenant", required=True, help="The tenant the key acts for.")
+@_handle_errors
+def keys_create(tenant: str) -> None:
+    """Create a key and print it (last word). It is stored only as a hash: copy it now."""
+    key_id, key = _keystore().create(tenant)
+    err_console.print(f"key {key_id} for tenant {tenant!r}; it will not be shown again", highlight=False)
+    click.echo(key)
+
+
+@keys.command("list")
+@_handle_errors
+def keys_list() -> None:
+    """List keys (ids, tenants, prefixes; never the keys)."""
+    for k in _keystore().list():
+        click.echo(
+            f"{k['id']}  {k['tenant']:<20} {k['prefix']}...  {k['created_at']}{'  revoked' if k['revoked'] else ''}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@_handle_errors
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key by id: requests with it are refused from now on."""
+    _keystore().revoke(key_id)
+    click.echo(f"revoked {key_id}")
 
 
 @main.group()

@@ -144,6 +144,21 @@ class JobSettings(BaseModel):
     embedded_concurrency: int = Field(1, ge=1, le=16)  # stages run at once by the in-process runner
 
 
+class ApiSettings(BaseModel):
+    """The REST API (`videopipe serve`)."""
+
+    # "auto": API keys are required once any exists, else the API is open (localhost only, said at start-up);
+    # "keys": always required; "open": never (refused on anything but a loopback address).
+    auth: Literal["auto", "keys", "open"] = "auto"
+    # Folders whose files may be ingested by path (POST /v1/videos {"path": ...}); empty: switched off.
+    ingest_dirs: list[str] = []
+    # S3 prefixes that may be ingested by URL (POST /v1/videos {"url": "s3://bucket/prefix/..."}).
+    ingest_s3_prefixes: list[str] = []
+    # tus uploads not touched for this long are removed with their bytes.
+    upload_expiry_s: float = Field(7 * 24 * 3600.0, gt=0)
+    cors_origins: list[str] = []
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="VIDEOPIPE_", env_nested_delimiter="__", extra="ignore", validate_default=True
@@ -168,6 +183,7 @@ class Settings(BaseSettings):
     perception: PerceptionSettings = PerceptionSettings()
     motion: MotionSettings = MotionSettings()
     jobs: JobSettings = JobSettings()
+    api: ApiSettings = ApiSettings()
 
     @model_validator(mode="after")
     def _expand_paths(self) -> Settings:

@@ -9,7 +9,12 @@ to do about it, and a stable ``type`` slug that the API turns into an RFC 9457 p
     │   ├── NoVideoStream          a media file without pictures (audio only)
     │   ├── TruncatedVideo         the file stops before its own index says it should
     │   ├── UndecodableVideo       a video stream, but not one frame decodes
-    │   └── UnsupportedVideo       decodes, but outside the limits (absurd size, length)
+    │   ├── UnsupportedVideo       decodes, but outside the limits (absurd size, length)
+    │   ├── TooLarge               an upload over the size limit
+    │   └── BadRequest             a request that cannot be read (bad header, offset, field, path)
+    ├── NotFound                   no such video, job, upload or key for this tenant
+    ├── Unauthorized               no API key, or one that is not valid
+    ├── Conflict                   the request clashes with the resource's state (a tus offset that moved on)
     ├── ConfigError                a setting or option is wrong or names something missing
     └── VLMError                   the understanding model could not do its part
         ├── VLMUnavailable         no server answers, or the model/backend cannot load (transient or setup)
@@ -61,6 +66,26 @@ class UndecodableVideo(InputError):
 
 class UnsupportedVideo(InputError):
     type = "unsupported-video"
+
+
+class TooLarge(InputError):
+    type = "too-large"
+
+
+class BadRequest(InputError):
+    type = "bad-request"
+
+
+class NotFound(VideopipeError):
+    type = "not-found"
+
+
+class Unauthorized(VideopipeError):
+    type = "unauthorized"
+
+
+class Conflict(VideopipeError):
+    type = "conflict"
 
 
 class ConfigError(VideopipeError):

@@ -53,7 +53,7 @@ from videopipe.db.models import (
     Video,
     utcnow,
 )
-from videopipe.errors import EmptyFile, InputError, VideoNotFound, VideopipeError, VLMUnavailable
+from videopipe.errors import EmptyFile, InputError, NotFound, VideoNotFound, VideopipeError, VLMUnavailable
 from videopipe.storage import BlobStore, sha256_file
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class Submitted:
     job_id: str
     video_id: str
     created: bool  # False: the same video with the same settings was already queued, running or ready
+    new_video: bool = True  # False: these bytes were already in the tenant's library
 
 
 def settings_hash(settings: Settings, options: dict[str, Any]) -> str:
@@ -158,42 +159,55 @@ class Pipeline:
         self.dispatcher = dispatcher
 
     # -- submitting ----------------------------------------------------------------------------------------
-    def submit(self, path: Path, tenant: str = "default", options: dict[str, Any] | None = None) -> Submitted:
-        """Store the original (once per content), record the video and a job, and dispatch its first stage."""
-        options = dict(options or {})
+    def submit(
+        self,
+        path: Path,
+        tenant: str = "default",
+        options: dict[str, Any] | None = None,
+        *,
+        filename: str | None = None,
+        content_hash: str | None = None,
+        force: bool = False,
+    ) -> Submitted:
+        """Store the original (once per content), record the video and a job, and dispatch its first stage.
+
+        `content_hash`: the SHA-256 already computed while the bytes streamed in (saves reading them again).
+        `force`: analyse again even when a finished job with the same settings exists (stages are recomputed).
+        """
+        options = {k: v for k, v in (options or {}).items() if k != "force"}
         if not path.is_file():
             raise VideoNotFound(f"{path}: no such file; check the path")
-        if path.stat().st_size == 0:
-            raise EmptyFile(f"{path.name}: the file is empty (0 bytes); copy the video again")
-        content_hash = sha256_file(path)
-        key = f"originals/{content_hash}{path.suffix.lower()}"
+        size = path.stat().st_size
+        if size == 0:
+            raise EmptyFile(f"{filename or path.name}: the file is empty (0 bytes); copy the video again")
+        content_hash = content_hash or sha256_file(path)
+        name = filename or path.name
+        key = f"originals/{content_hash}{Path(name).suffix.lower()[:16]}"
         if not self.store.exists(key):
             self.store.put_file(key, path)
         s_hash = settings_hash(self.settings, options)
         with self.sessions.begin() as s:
             video = s.scalars(select(Video).where(Video.tenant == tenant, Video.content_hash == content_hash)).first()
+            new_video = video is None
             if video is None:
-                video = Video(tenant=tenant, content_hash=content_hash, filename=path.name, blob_key=key,
-                              size_bytes=path.stat().st_size)  # fmt: skip
+                video = Video(tenant=tenant, content_hash=content_hash, filename=name, blob_key=key, size_bytes=size)
                 s.add(video)
                 s.flush()
+            live = ("queued", "running") if force else ("queued", "running", "ready")
             existing = s.scalars(
-                select(Job).where(
-                    Job.video_id == video.id,
-                    Job.settings_hash == s_hash,
-                    Job.status.in_(("queued", "running", "ready")),
-                )
+                select(Job).where(Job.video_id == video.id, Job.settings_hash == s_hash, Job.status.in_(live))
             ).first()
             if existing is not None:
-                return Submitted(existing.id, video.id, created=False)
-            job = Job(video_id=video.id, tenant=tenant, settings_hash=s_hash, options=options, stage="perceive")
+                return Submitted(existing.id, video.id, created=False, new_video=new_video)
+            stored_options = {**options, "force": True} if force else options
+            job = Job(video_id=video.id, tenant=tenant, settings_hash=s_hash, options=stored_options, stage="perceive")
             s.add(job)
             s.flush()
             run = StageRun(job_id=job.id, video_id=video.id, stage="perceive", state="pending")
             s.add(run)
             s.flush()
             video.status, video.error, video.error_type = "queued", None, None
-            submitted, run_id = Submitted(job.id, video.id, created=True), run.id
+            submitted, run_id = Submitted(job.id, video.id, created=True, new_video=new_video), run.id
         self._dispatch(run_id, "perceive")
         return submitted
 
@@ -260,7 +274,7 @@ class Pipeline:
             run.state, run.worker, run.started_at = "running", worker, now
             run.lease_until = now + timedelta(seconds=self.settings.jobs.lease_s)
             job.status, job.stage, video.status = "running", run.stage, "running"
-            if self._outputs_current(s, run):
+            if not (job.options or {}).get("force") and self._outputs_current(s, run):
                 return run.stage, job.id, run.video_id, True
             run.attempts += 1
             return run.stage, job.id, run.video_id, False
@@ -501,8 +515,8 @@ class Pipeline:
             }  # fmt: skip
 
 
-class JobNotFound(VideopipeError):
-    type = "not-found"
+class JobNotFound(NotFound):
+    """No such job or video."""
 
 
 def _aware(dt: datetime) -> datetime:

@@ -17,7 +17,7 @@ from typing import IO, Any, Protocol
 from urllib.parse import urlparse
 
 from videopipe.config import Settings
-from videopipe.errors import ConfigError
+from videopipe.errors import BadRequest, ConfigError, NotFound
 
 CHUNK = 1024 * 1024
 
@@ -152,6 +152,36 @@ class S3BlobStore:
                 self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
                 count += len(keys)
         return count
+
+
+@contextmanager
+def read_s3_object(url: str, settings: Settings) -> Iterator[IO[bytes]]:
+    """A streaming body for s3://bucket/key, with a clear error when the object is missing or unreadable."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+        raise BadRequest(f"{url}: not an S3 object URL; use s3://BUCKET/KEY")
+    client = boto3.client("s3", endpoint_url=os.environ.get("VIDEOPIPE_S3_ENDPOINT_URL"))
+    try:
+        obj = client.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "NoSuchBucket", "404"):
+            raise NotFound(f"{url}: no such object; check the bucket and key") from None
+        raise BadRequest(f"{url}: S3 refused the read ({code}); check the server's credentials") from None
+    except BotoCoreError as exc:
+        raise BadRequest(f"{url}: S3 could not be reached ({exc})") from None
+    if obj.get("ContentLength", 0) > settings.limits.max_file_bytes:
+        obj["Body"].close()
+        from videopipe.library import too_large
+
+        raise too_large(settings.limits.max_file_bytes)
+    try:
+        yield obj["Body"]
+    finally:
+        obj["Body"].close()
 
 
 def open_store(settings: Settings) -> BlobStore:

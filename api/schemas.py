@@ -1,0 +1,151 @@
+"""Request and response bodies (they make the OpenAPI schema that clients and schemathesis read)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class AnalysisOptions(BaseModel):
+    """How to analyse a video. Unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: Literal["general", "lecture", "surveillance"] = "general"
+    vlm: Literal["auto", "none", "transformers", "openai"] | None = None
+    asr: bool = True
+    ocr: bool = True
+    motion: bool = True
+
+
+class IngestRequest(BaseModel):
+    """Ingest a file the server can already reach: a path in an allowed folder, or an S3 URL under an allowed
+    prefix. Exactly one of the two."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = Field(None, max_length=4096)
+    url: str | None = Field(None, max_length=4096)
+    options: AnalysisOptions | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> IngestRequest:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give exactly one of `path` or `url`")
+        return self
+
+
+class Created(BaseModel):
+    id: str = Field(description="The video id")
+    job_id: str
+    status: str
+    duplicate: bool = Field(description="These bytes were already in your library (the same video id is returned)")
+    created: bool = Field(description="A new analysis job was queued")
+
+
+class VideoOut(BaseModel):
+    id: str
+    filename: str
+    size_bytes: int
+    content_hash: str
+    status: Literal["queued", "running", "ready", "failed", "cancelled"]
+    stage: str | None
+    progress: float = Field(description="Percent of the analysis done, 0-100")
+    job_id: str | None
+    error_type: str | None
+    error: str | None
+    duration_s: float | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    has_audio: bool | None
+    created_at: str
+
+
+class VideoList(BaseModel):
+    items: list[VideoOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class Chapter(BaseModel):
+    start_s: float
+    end_s: float
+    start: str
+    end: str
+    title: str
+    summary: str
+    source: str
+
+
+class EventOut(BaseModel):
+    start_s: float
+    end_s: float
+    start: str
+    end: str
+    label: str
+    description: str
+    bbox: list[Any] | None
+    source: str
+
+
+class Segment(BaseModel):
+    start_s: float
+    end_s: float
+    start: str
+    end: str
+    text: str
+
+
+class SceneOut(BaseModel):
+    index: int
+    start_s: float
+    end_s: float
+    start: str
+    end: str
+    caption: str | None
+
+
+class Results(BaseModel):
+    """Results so far: `status` says whether the analysis is finished (lists may grow until `ready`)."""
+
+    video_id: str
+    status: str
+    items: list[Any]
+
+
+class ChapterList(Results):
+    items: list[Chapter]  # type: ignore[assignment]
+
+
+class EventList(Results):
+    items: list[EventOut]  # type: ignore[assignment]
+
+
+class Transcript(Results):
+    items: list[Segment]  # type: ignore[assignment]
+
+
+class SceneList(Results):
+    items: list[SceneOut]  # type: ignore[assignment]
+
+
+class UploadOut(BaseModel):
+    id: str
+    length: int
+    offset: int
+    filename: str
+    complete: bool
+    video_id: str | None
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Ready(BaseModel):
+    status: Literal["ready", "degraded", "unavailable"]
+    checks: dict[str, Check]

@@ -1,0 +1,65 @@
+"""API keys: random tokens shown once, stored only as SHA-256 hashes, each bound to one tenant."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from videopipe.db.models import ApiKey, utcnow
+from videopipe.errors import BadRequest, NotFound, Unauthorized
+
+PREFIX = "vp_"
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def valid_tenant(tenant: str) -> str:
+    tenant = tenant.strip()
+    if not tenant or len(tenant) > 64 or not all(c.isalnum() or c in "-_." for c in tenant):
+        raise BadRequest(f"{tenant!r}: a tenant name is 1-64 letters, digits, '-', '_' or '.'")
+    return tenant
+
+
+class KeyStore:
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def create(self, tenant: str) -> tuple[str, str]:
+        """A new key for `tenant`: (key id, the key itself, which is not stored and cannot be shown again)."""
+        tenant = valid_tenant(tenant)
+        key = PREFIX + secrets.token_urlsafe(32)
+        with self.sessions.begin() as s:
+            row = ApiKey(tenant=tenant, prefix=key[:10], key_hash=_hash(key))
+            s.add(row)
+            s.flush()
+            return row.id, key
+
+    def tenant_for(self, key: str) -> str:
+        with self.sessions() as s:
+            row = s.scalars(select(ApiKey).where(ApiKey.key_hash == _hash(key), ApiKey.revoked_at.is_(None))).first()
+        if row is None:
+            raise Unauthorized("the API key is not valid (unknown or revoked); create one with `videopipe keys create`")
+        return row.tenant
+
+    def any_active(self) -> bool:
+        with self.sessions() as s:
+            return bool(s.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))))
+
+    def list(self) -> list[dict[str, Any]]:
+        with self.sessions() as s:
+            rows = s.scalars(select(ApiKey).order_by(ApiKey.created_at)).all()
+            return [{"id": r.id, "tenant": r.tenant, "prefix": r.prefix, "created_at": r.created_at.isoformat(),
+                     "revoked": r.revoked_at is not None} for r in rows]  # fmt: skip
+
+    def revoke(self, key_id: str) -> None:
+        with self.sessions.begin() as s:
+            row = s.get(ApiKey, key_id)
+            if row is None:
+                raise NotFound(f"no API key {key_id}; `videopipe keys list` shows them")
+            row.revoked_at = row.revoked_at or utcnow()

@@ -1,0 +1,286 @@
+"""A tenant's video library: ingest, list, read results, re-analyse, delete.
+
+The service layer under the REST API and the CLI. Every call takes the tenant and only ever sees that tenant's
+rows: another tenant's video is indistinguishable from one that does not exist (`NotFound`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import delete, func, select
+
+from videopipe.db.models import Chapter, Event, Job, Keyframe, Scene, TranscriptSegment, Video
+from videopipe.errors import BadRequest, EmptyFile, NotFound, TooLarge
+from videopipe.media.probe import probe
+from videopipe.pipeline import Pipeline
+from videopipe.timefmt import fmt_time
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(slots=True)
+class Ingested:
+    video_id: str
+    job_id: str
+    created: bool  # a new job was queued (False: the same video and settings were already queued or done)
+    duplicate: bool  # these bytes were already in the tenant's library
+
+
+def safe_filename(name: str | None) -> str:
+    """The last path component of a client-supplied name, with nothing that could climb out of a folder."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1].strip().lstrip(".")
+    base = "".join(c for c in base if c.isprintable() and c not in '<>:"|?*')[:200]
+    return base or "upload"
+
+
+class Staging:
+    """A file being received: bytes are written as they arrive, hashed on the way, and refused past a limit.
+
+    Lives in its own temporary folder under the file's own name, so errors from probing it name the user's file.
+    """
+
+    def __init__(self, root: Path, filename: str, max_bytes: int) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.dir = Path(tempfile.mkdtemp(prefix="incoming-", dir=root))
+        self.path = self.dir / safe_filename(filename)
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._file: IO[bytes] | None = self.path.open("wb")
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.max_bytes:
+            raise too_large(self.max_bytes)
+        self._hash.update(data)
+        assert self._file is not None
+        self._file.write(data)
+
+    def finish(self) -> str:
+        """Close the file; the SHA-256 of its bytes."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        return self._hash.hexdigest()
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def too_large(limit: int) -> TooLarge:
+    return TooLarge(
+        f"the upload is larger than this server accepts ({limit:,} bytes); split the video or ask the operator "
+        "to raise VIDEOPIPE_LIMITS__MAX_FILE_BYTES"
+    )
+
+
+class Library:
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.sessions = pipeline.sessions
+        self.store = pipeline.store
+        self.settings = pipeline.settings
+        # Called with (tenant, video_id) after a video is deleted: search indexes drop its moments.
+        self.on_delete: list[Callable[[str, str], None]] = []
+
+    # -- ingest --------------------------------------------------------------------------------------------
+    @property
+    def incoming_dir(self) -> Path:
+        return self.settings.data_dir / "incoming"
+
+    def staging(self, filename: str | None) -> Staging:
+        return Staging(self.incoming_dir, safe_filename(filename), self.settings.limits.max_file_bytes)
+
+    def ingest_staged(self, staged: Staging, tenant: str, options: dict[str, Any] | None = None) -> Ingested:
+        """Queue a received file. The staged copy is removed either way: a refused upload leaves nothing behind."""
+        try:
+            content_hash = staged.finish()
+            return self.ingest_file(staged.path, tenant, options, content_hash=content_hash)
+        finally:
+            staged.discard()
+
+    def ingest_file(
+        self, path: Path, tenant: str, options: dict[str, Any] | None = None, content_hash: str | None = None
+    ) -> Ingested:
+        """Check `path` is a video videopipe can read (empty, not a video, audio only, truncated, absurd: refused
+        with the reason), then store and queue it."""
+        if path.stat().st_size == 0:
+            raise EmptyFile(f"{path.name}: the upload is empty (0 bytes); send the video's bytes")
+        probe(path, self.settings.limits)
+        sub = self.pipeline.submit(path, tenant, options, filename=path.name, content_hash=content_hash)
+        return Ingested(sub.video_id, sub.job_id, sub.created, duplicate=not sub.new_video)
+
+    def ingest_stream(
+        self, chunks: Iterable[bytes], filename: str, tenant: str, options: dict[str, Any] | None = None
+    ) -> Ingested:
+        staged = self.staging(filename)
+        try:
+            for chunk in chunks:
+                staged.write(chunk)
+        except BaseException:
+            staged.discard()
+            raise
+        return self.ingest_staged(staged, tenant, options)
+
+    def ingest_path(self, path: str, tenant: str, options: dict[str, Any] | None = None) -> Ingested:
+        """A file already on the server, inside one of the allowed folders (VIDEOPIPE_API__INGEST_DIRS)."""
+        resolved = self.allowed_path(path)
+        if not resolved.is_file():
+            raise NotFound(f"{path}: no such file in the allowed folders; check the path")
+        with resolved.open("rb") as f:
+            return self.ingest_stream(iter(lambda: f.read(CHUNK), b""), resolved.name, tenant, options)
+
+    def allowed_path(self, path: str) -> Path:
+        roots = [Path(d).resolve() for d in self.settings.api.ingest_dirs]
+        if not roots:
+            raise BadRequest(
+                "ingesting server-side paths is switched off; upload the file, or ask the operator to set "
+                "VIDEOPIPE_API__INGEST_DIRS"
+            )
+        resolved = Path(path).resolve()
+        if not any(resolved == r or r in resolved.parents for r in roots):
+            raise BadRequest(f"{path}: not inside an allowed folder ({', '.join(map(str, roots))})")
+        return resolved
+
+    def ingest_s3(self, url: str, tenant: str, options: dict[str, Any] | None = None) -> Ingested:
+        """An object in S3 (or an S3-compatible store) under one of the allowed prefixes."""
+        from videopipe.storage import read_s3_object
+
+        if not any(url.startswith(p) for p in self.settings.api.ingest_s3_prefixes):
+            raise BadRequest(
+                f"{url}: not under an allowed S3 prefix; ask the operator to add it to "
+                "VIDEOPIPE_API__INGEST_S3_PREFIXES"
+            )
+        name = safe_filename(url.rsplit("/", 1)[-1])
+        with read_s3_object(url, self.settings) as body:
+            return self.ingest_stream(iter(lambda: body.read(CHUNK), b""), name, tenant, options)
+
+    # -- reading -------------------------------------------------------------------------------------------
+    def _video(self, s: Any, tenant: str, video_id: str) -> Video:
+        video = s.get(Video, video_id)
+        if video is None or video.tenant != tenant:
+            raise NotFound(f"no video {video_id}; GET /v1/videos lists yours")
+        return video
+
+    def list_videos(
+        self, tenant: str, limit: int = 50, offset: int = 0, status: str | None = None
+    ) -> tuple[list[dict[str, Any]], int]:
+        with self.sessions() as s:
+            q = select(Video).where(Video.tenant == tenant)
+            if status:
+                q = q.where(Video.status == status)
+            total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
+            rows = s.scalars(q.order_by(Video.created_at.desc(), Video.id).limit(limit).offset(offset)).all()
+            return [self._describe(s, v) for v in rows], total
+
+    def get_video(self, tenant: str, video_id: str) -> dict[str, Any]:
+        with self.sessions() as s:
+            return self._describe(s, self._video(s, tenant, video_id))
+
+    def _describe(self, s: Any, video: Video) -> dict[str, Any]:
+        job = s.scalars(select(Job).where(Job.video_id == video.id).order_by(Job.created_at.desc()).limit(1)).first()
+        return {
+            "id": video.id,
+            "filename": video.filename,
+            "size_bytes": video.size_bytes,
+            "content_hash": video.content_hash,
+            "status": video.status,
+            "stage": job.stage if job else None,
+            "progress": round(100 * job.progress, 1) if job else 0.0,
+            "job_id": job.id if job else None,
+            "error_type": video.error_type,
+            "error": video.error,
+            "duration_s": video.duration_s,
+            "width": video.width,
+            "height": video.height,
+            "fps": video.fps,
+            "has_audio": video.has_audio,
+            "created_at": video.created_at.isoformat(),
+        }
+
+    def document(self, tenant: str, video_id: str) -> dict[str, Any]:
+        with self.sessions() as s:
+            self._video(s, tenant, video_id)
+        doc = self.pipeline.document(video_id)
+        for k in doc["keyframes"]:
+            k.pop("blob_key", None)
+            k["image"] = f"keyframes/{k['index']}.jpg"
+        return doc
+
+    def rows(self, tenant: str, video_id: str, kind: str) -> list[dict[str, Any]]:
+        """chapters, events, transcript or scenes of a video, in time order, with formatted times."""
+        model, order = {
+            "chapters": (Chapter, Chapter.start_s),
+            "events": (Event, Event.start_s),
+            "transcript": (TranscriptSegment, TranscriptSegment.start_s),
+            "scenes": (Scene, Scene.index),
+        }[kind]
+        fields = {
+            "chapters": ("start_s", "end_s", "title", "summary", "source"),
+            "events": ("start_s", "end_s", "label", "description", "bbox", "source"),
+            "transcript": ("start_s", "end_s", "text"),
+            "scenes": ("index", "start_s", "end_s", "caption"),
+        }[kind]
+        with self.sessions() as s:
+            self._video(s, tenant, video_id)
+            out = []
+            for r in s.scalars(select(model).where(model.video_id == video_id).order_by(order)):
+                item = {f: getattr(r, f) for f in fields}
+                item["start"], item["end"] = fmt_time(r.start_s), fmt_time(r.end_s)
+                out.append(item)
+            return out
+
+    @contextmanager
+    def keyframe(self, tenant: str, video_id: str, n: int) -> Iterator[IO[bytes]]:
+        with self.sessions() as s:
+            self._video(s, tenant, video_id)
+            key = s.scalar(select(Keyframe.blob_key).where(Keyframe.video_id == video_id, Keyframe.index == n))
+        if key is None:
+            raise NotFound(f"video {video_id} has no keyframe {n}; its analysis lists the keyframes it has")
+        with self.store.open(key) as f:
+            yield f
+
+    # -- changing ------------------------------------------------------------------------------------------
+    def reanalyze(self, tenant: str, video_id: str, options: dict[str, Any] | None = None) -> Ingested:
+        with self.sessions() as s:
+            video = self._video(s, tenant, video_id)
+            blob_key, filename = video.blob_key, video.filename
+            previous = s.scalars(
+                select(Job).where(Job.video_id == video_id).order_by(Job.created_at.desc()).limit(1)
+            ).first()
+            merged = {**(previous.options if previous else {}), **(options or {})}
+        with self.store.local_path(blob_key) as original:
+            sub = self.pipeline.submit(original, tenant, merged, filename=filename, force=True)
+        return Ingested(sub.video_id, sub.job_id, sub.created, duplicate=True)
+
+    def delete_video(self, tenant: str, video_id: str) -> None:
+        """The video's rows (every table, by cascade), its keyframes, its original unless another tenant holds
+        the same bytes, and its search-index entries."""
+        with self.sessions.begin() as s:
+            video = self._video(s, tenant, video_id)
+            blob_key = video.blob_key
+            for job in s.scalars(select(Job).where(Job.video_id == video_id, Job.status.in_(("queued", "running")))):
+                job.cancel_requested = True
+            s.flush()
+            s.execute(delete(Video).where(Video.id == video_id))
+            shared = s.scalar(select(func.count()).select_from(Video).where(Video.blob_key == blob_key)) or 0
+        self.store.delete_prefix(f"keyframes/{video_id}/")
+        if not shared:
+            self.store.delete_prefix(blob_key)
+        for hook in self.on_delete:
+            hook(tenant, video_id)
+        log.info("deleted video %s of tenant %s", video_id, tenant)
