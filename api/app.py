@@ -9,10 +9,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.security import HTTPBearer
 
 from api import problems
 from api.context import RequestContext
@@ -71,8 +72,12 @@ def state_of(request: Request) -> AppState:
     return st
 
 
-def tenant_of(request: Request) -> str:
-    """The caller's tenant, from ``Authorization: Bearer <key>``, or the default tenant in open mode."""
+_bearer = HTTPBearer(auto_error=False, description="An API key from `videopipe keys create --tenant NAME`")
+
+
+def tenant_of(request: Request, _declared: Annotated[Any, Depends(_bearer)] = None) -> str:
+    """The caller's tenant, from ``Authorization: Bearer <key>``, or the default tenant in open mode.
+    (`_declared` only puts the bearer scheme in the OpenAPI schema; the header is read here.)"""
     st = state_of(request)
     header = request.headers.get("authorization")
     if header:

@@ -72,7 +72,7 @@ async def read_multipart(
             "on_header_end": on_header_end,
             "on_headers_finished": on_headers_finished,
             "on_part_data": on_part_data,
-        },  # type: ignore[arg-type]
+        },
     )
     try:
         async for chunk in body:

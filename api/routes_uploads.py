@@ -79,20 +79,20 @@ def create_upload(
     "/{upload_id}",
     name="upload_offset",
     summary="How many bytes the server has",
-    responses=problem_responses(401, 404, 412),
+    response_class=Response,
+    responses={
+        200: {"description": "Upload-Offset and Upload-Length say it", "content": {}},
+        **problem_responses(401, 404, 412),
+    },
 )
 def head_upload(
     request: Request, upload_id: UploadId, tenant: Tenant, state: State, tus_resumable: TusHeader = None
 ) -> Response:
-    if _check_version(request, tus_resumable) is not None:
-        return Response(status_code=412, headers={"Tus-Version": TUS_VERSION})  # HEAD: no body
+    if (bad := _check_version(request, tus_resumable)) is not None:
+        return bad  # the server sends a HEAD answer's headers only
     info = state.uploads.get(tenant, upload_id)
-    return Response(
-        status_code=200,
-        headers=_tus_headers(
-            **{"Upload-Offset": str(info["offset"]), "Upload-Length": str(info["length"]), "Cache-Control": "no-store"}
-        ),
-    )
+    headers = {"Upload-Offset": str(info["offset"]), "Upload-Length": str(info["length"]), "Cache-Control": "no-store"}
+    return Response(status_code=200, headers=_tus_headers(**headers))
 
 
 @router.patch(

@@ -117,19 +117,19 @@ class Results(BaseModel):
 
 
 class ChapterList(Results):
-    items: list[Chapter]  # type: ignore[assignment]
+    items: list[Chapter]
 
 
 class EventList(Results):
-    items: list[EventOut]  # type: ignore[assignment]
+    items: list[EventOut]
 
 
 class Transcript(Results):
-    items: list[Segment]  # type: ignore[assignment]
+    items: list[Segment]
 
 
 class SceneList(Results):
-    items: list[SceneOut]  # type: ignore[assignment]
+    items: list[SceneOut]
 
 
 class UploadOut(BaseModel):

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,55 @@ def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from videopipe.vlm.testing import build_tiny_qwen3_vl
 
     return build_tiny_qwen3_vl(tmp_path_factory.mktemp("tiny-qwen3-vl"))
+
+
+POSTGRES_ADMIN_URL = os.environ.get("VIDEOPIPE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+# A short lecture whose spoken and on-screen content is known: three subjects, one sentence each.
+LECTURE_SLIDES = (
+    ("Entropy and information", ("Shannon 1948", "measured in bits"), 6.0),
+    ("How volcanoes erupt", ("magma chambers", "eruption warning signs"), 6.0),
+    ("Telescopes and galaxies", ("mirrors and lenses", "distant galaxies"), 6.0),
+)
+LECTURE_NARRATION = (
+    (0.8, "Entropy measures uncertainty in a message."),
+    (6.8, "A volcano can erupt without warning."),
+    (12.8, "The telescope revealed distant galaxies."),
+)
+
+
+@pytest.fixture(scope="session")
+def short_lecture(media_dir: Path) -> Path:
+    """18 s, 640x360: three slides, each with one narrated sentence (espeak-ng)."""
+    from videopipe.samples import Slide, write_lecture_video
+
+    slides = [Slide(t, lines, d) for t, lines, d in LECTURE_SLIDES]
+    return write_lecture_video(media_dir / "short-lecture.mp4", slides, LECTURE_NARRATION, width=640, height=360).path
+
+
+@contextmanager
+def live_server(app: object) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port, in a thread; yields its base URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)

@@ -451,6 +451,7 @@ def serve(host: str, port: int, log_level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(log_level.upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     pipeline, runner = pipeline_with_dispatcher(settings)
     app = create_app(settings, pipeline, runner, host=host)
     mode = "in-process stages (no broker configured)" if runner is not None else f"workers via {settings.broker_url}"

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from videopipe.db.models import Chapter, Event, Job, Keyframe, Scene, TranscriptSegment, Video
 from videopipe.errors import BadRequest, EmptyFile, NotFound, TooLarge
 from videopipe.media.probe import probe
-from videopipe.pipeline import Pipeline
+from videopipe.pipeline import Pipeline, aware
 from videopipe.timefmt import fmt_time
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class Library:
             return self.ingest_stream(iter(lambda: body.read(CHUNK), b""), name, tenant, options)
 
     # -- reading -------------------------------------------------------------------------------------------
-    def _video(self, s: Any, tenant: str, video_id: str) -> Video:
+    def _video(self, s: Session, tenant: str, video_id: str) -> Video:
         video = s.get(Video, video_id)
         if video is None or video.tenant != tenant:
             raise NotFound(f"no video {video_id}; GET /v1/videos lists yours")
@@ -209,7 +210,7 @@ class Library:
             "height": video.height,
             "fps": video.fps,
             "has_audio": video.has_audio,
-            "created_at": video.created_at.isoformat(),
+            "created_at": aware(video.created_at).isoformat(),
         }
 
     def document(self, tenant: str, video_id: str) -> dict[str, Any]:
@@ -223,6 +224,7 @@ class Library:
 
     def rows(self, tenant: str, video_id: str, kind: str) -> list[dict[str, Any]]:
         """chapters, events, transcript or scenes of a video, in time order, with formatted times."""
+        model: Any
         model, order = {
             "chapters": (Chapter, Chapter.start_s),
             "events": (Event, Event.start_s),

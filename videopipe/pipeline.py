@@ -264,7 +264,7 @@ class Pipeline:
                 if job is not None and job.status != "failed":
                     job.status, job.finished_at = "cancelled", now
                 return "cancelled"
-            if run.state == "running" and run.lease_until is not None and _aware(run.lease_until) > now:
+            if run.state == "running" and run.lease_until is not None and aware(run.lease_until) > now:
                 return "busy"
             video = s.get(Video, run.video_id)
             assert video is not None
@@ -473,8 +473,8 @@ class Pipeline:
                 job = s.get(Job, run.job_id)
                 if job is None or job.status not in ("queued", "running"):
                     continue
-                lease_expired = run.state == "running" and run.lease_until and _aware(run.lease_until) < now
-                message_lost = run.state == "pending" and (not run.dispatched_at or _aware(run.dispatched_at) < stale)
+                lease_expired = run.state == "running" and run.lease_until and aware(run.lease_until) < now
+                message_lost = run.state == "pending" and (not run.dispatched_at or aware(run.dispatched_at) < stale)
                 if lease_expired or message_lost:
                     todo.append((run.id, run.stage))
         for run_id, stage in todo:
@@ -519,7 +519,7 @@ class JobNotFound(NotFound):
     """No such job or video."""
 
 
-def _aware(dt: datetime) -> datetime:
+def aware(dt: datetime) -> datetime:
     """SQLite hands back naive datetimes for timezone-aware columns; they were written in UTC."""
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 

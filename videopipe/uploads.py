@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from videopipe.db.models import Upload, utcnow
 from videopipe.errors import BadRequest, Conflict, NotFound
@@ -92,7 +93,7 @@ class Uploads:
             return {"id": row.id, "length": row.length, "offset": row.offset, "filename": row.filename,
                     "complete": row.offset >= row.length, "video_id": row.video_id}  # fmt: skip
 
-    def _row(self, s: Any, tenant: str, upload_id: str) -> Upload:
+    def _row(self, s: Session, tenant: str, upload_id: str) -> Upload:
         row = s.get(Upload, upload_id)
         if row is None or row.tenant != tenant:
             raise NotFound(f"no upload {upload_id}; start a new one with POST /v1/uploads")
@@ -131,9 +132,8 @@ class Uploads:
                     f.flush()
                     os.fsync(f.fileno())
                     with self.sessions.begin() as s:
-                        row = s.get(Upload, upload_id)
-                        if row is not None:
-                            row.offset = appender.offset
+                        if (saved := s.get(Upload, upload_id)) is not None:
+                            saved.offset = appender.offset
 
     def complete(self, tenant: str, upload_id: str) -> Ingested:
         """Ingest a finished upload. Whatever the outcome, the partial file and the upload are gone after."""
@@ -152,9 +152,8 @@ class Uploads:
             final.unlink(missing_ok=True)
             final.parent.rmdir()
         with self.sessions.begin() as s:
-            row = s.get(Upload, upload_id)
-            if row is not None:
-                row.video_id = ingested.video_id
+            if (done := s.get(Upload, upload_id)) is not None:
+                done.video_id = ingested.video_id
         return ingested
 
     def terminate(self, tenant: str, upload_id: str) -> None:

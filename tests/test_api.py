@@ -1,0 +1,436 @@
+"""The REST API over real HTTP (uvicorn) on the real PostgreSQL, with the in-process runner doing the stages."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import pytest
+import webvtt
+from PIL import Image
+from sqlalchemy import func, select
+from tusclient import client as tus
+
+from api.app import create_app
+from tests.conftest import POSTGRES_ADMIN_URL, live_server
+from videopipe.auth import KeyStore
+from videopipe.config import ApiSettings, JobSettings, LimitSettings, Settings
+from videopipe.db.migrate import upgrade
+from videopipe.db.models import Upload, Video
+from videopipe.db.scratch import scratch_database
+from videopipe.pipeline import EmbeddedRunner, Pipeline, open_pipeline
+from videopipe.samples import SampleVideo
+
+MAX_BYTES = 3 * 1024 * 1024
+OPTIONS = '{"profile": "lecture", "vlm": "none", "motion": false}'
+
+
+class Api:
+    def __init__(self, base: str, pipeline: Pipeline, settings: Settings, keys: dict[str, str]) -> None:
+        self.base, self.pipeline, self.settings, self.keys = base, pipeline, settings, keys
+
+    def client(self, tenant: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.keys[tenant]}"} if tenant else {}
+        return httpx.Client(base_url=self.base, headers=headers, timeout=60)
+
+    def count_videos(self) -> int:
+        with self.pipeline.sessions() as s:
+            return int(s.scalar(select(func.count()).select_from(Video)) or 0)
+
+    def leftovers(self) -> list[Path]:
+        """Files of uploads in flight: nothing should stay there once a request is answered."""
+        found = []
+        for folder in ("incoming", "uploads"):
+            root = self.settings.data_dir / folder
+            found += [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+        return found
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    data = tmp_path_factory.mktemp("api-data")
+    ingest = data / "ingest"
+    ingest.mkdir()
+    with scratch_database(POSTGRES_ADMIN_URL, "vp_api") as url:
+        upgrade(url)
+        settings = Settings(
+            data_dir=data,
+            database_url=url,
+            vlm="none",
+            limits=LimitSettings(max_file_bytes=MAX_BYTES),
+            jobs=JobSettings(lease_s=30),
+            api=ApiSettings(ingest_dirs=[str(ingest)]),
+        )
+        holder: dict[str, Pipeline] = {}
+        runner = EmbeddedRunner(lambda: holder["p"], concurrency=1)
+        holder["p"] = pipeline = open_pipeline(settings, runner)
+        keystore = KeyStore(pipeline.sessions)
+        keys = {tenant: keystore.create(tenant)[1] for tenant in ("alpha", "beta")}
+        app = create_app(settings, pipeline, runner)
+        with live_server(app) as base:
+            yield Api(base, pipeline, settings, keys)
+        pipeline.sessions.kw["bind"].dispose()
+
+
+def _wait_ready(http: httpx.Client, video_id: str, timeout_s: float = 180) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = http.get(f"/v1/videos/{video_id}").json()
+        assert 0 <= info["progress"] <= 100
+        if info["status"] in ("ready", "failed", "cancelled"):
+            return info
+        time.sleep(0.3)
+    raise AssertionError(f"video {video_id} not finished after {timeout_s} s: {info}")
+
+
+def _upload(http: httpx.Client, path: Path, name: str | None = None, **extra: Any) -> httpx.Response:
+    with path.open("rb") as f:
+        return http.post("/v1/videos", files={"file": (name or path.name, f, "video/mp4")},
+                         data={"options": OPTIONS}, **extra)  # fmt: skip
+
+
+def _problem(r: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["type"] == f"urn:videopipe:problem:{slug}" and body["status"] == status
+    assert body["detail"] and body["request_id"] == r.headers["x-request-id"]
+    return body
+
+
+@pytest.fixture(scope="module")
+def lecture_id(api: Api, short_lecture: Path) -> str:
+    with api.client("alpha") as http:
+        r = _upload(http, short_lecture)
+        assert r.status_code == 201, r.text
+        body = r.json()
+        assert body["created"] and not body["duplicate"] and r.headers["location"] == f"/v1/videos/{body['id']}"
+        info = _wait_ready(http, body["id"])
+        assert info["status"] == "ready", info
+        return str(body["id"])
+
+
+def test_upload_reaches_ready_and_every_result_endpoint_answers(
+    api: Api, lecture_id: str, short_lecture: Path, tmp_path: Path
+) -> None:
+    with api.client("alpha") as http:
+        info = http.get(f"/v1/videos/{lecture_id}").json()
+        assert info["progress"] == 100 and info["stage"] is None and info["error"] is None
+        assert info["content_hash"] == hashlib.sha256(short_lecture.read_bytes()).hexdigest()
+        assert info["duration_s"] == pytest.approx(18.0, abs=0.1) and info["has_audio"]
+
+        listed = http.get("/v1/videos").json()
+        assert [v["id"] for v in listed["items"]] == [lecture_id] and listed["total"] == 1
+
+        scenes = http.get(f"/v1/videos/{lecture_id}/scenes").json()
+        assert scenes["status"] == "ready"
+        assert [round(s["start_s"]) for s in scenes["items"]] == [0, 6, 12]
+
+        chapters = http.get(f"/v1/videos/{lecture_id}/chapters").json()["items"]
+        assert len(chapters) == 3 and "Entropy" in chapters[0]["title"] and chapters[1]["start"] == "00:00:06.000"
+
+        transcript = http.get(f"/v1/videos/{lecture_id}/transcript").json()["items"]
+        spoken = " ".join(t["text"] for t in transcript).lower()
+        assert "volcano" in spoken and "telescope" in spoken
+
+        events = http.get(f"/v1/videos/{lecture_id}/events").json()
+        assert events["status"] == "ready" and isinstance(events["items"], list)
+
+        doc = http.get(f"/v1/videos/{lecture_id}/analysis").json()
+        assert doc["schema"] == 1 and len(doc["keyframes"]) >= 3 and doc["ocr"]
+
+        jpg = http.get(f"/v1/videos/{lecture_id}/keyframes/0.jpg")
+        assert jpg.status_code == 200 and jpg.headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(jpg.content)).size == (640, 360)
+        _problem(http.get(f"/v1/videos/{lecture_id}/keyframes/999.jpg"), 404, "not-found")
+
+        # Chapters as WebVTT: parsed by webvtt-py, one cue per chapter at the chapter's times.
+        r = http.get(f"/v1/videos/{lecture_id}/chapters.vtt")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/vtt")
+        cues = webvtt.from_string(r.text)
+        assert [c.text for c in cues] == [c["title"] for c in chapters]
+        assert [(c.start, c.end) for c in cues] == [(ch["start"], ch["end"]) for ch in chapters]
+
+        r = http.get(f"/v1/videos/{lecture_id}/transcript.vtt")
+        assert [c.text for c in webvtt.from_string(r.text)] == [t["text"] for t in transcript]
+        r = http.get(f"/v1/videos/{lecture_id}/transcript.srt")
+        assert r.headers["content-type"].startswith("application/x-subrip")
+        (tmp_path / "t.srt").write_text(r.text)
+        srt = webvtt.from_srt(str(tmp_path / "t.srt"))
+        assert [c.text for c in srt] == [t["text"] for t in transcript]
+        assert [c.start for c in srt] == [t["start"] for t in transcript]
+
+        r = http.get(f"/v1/videos/{lecture_id}/events.csv")
+        rows = list(csv.DictReader(io.StringIO(r.text)))
+        assert len(rows) == len(events["items"])
+
+
+def test_the_same_bytes_again_are_recognised(api: Api, lecture_id: str, short_lecture: Path) -> None:
+    with api.client("alpha") as http:
+        r = _upload(http, short_lecture, name="copy-of-lecture.mp4")
+        assert r.status_code == 200, r.text
+        assert r.json()["id"] == lecture_id and r.json()["duplicate"] and not r.json()["created"]
+
+
+def _drop_mid_patch(url: str, key: str, data: bytes) -> None:
+    """Send a PATCH whose Content-Length promises all of `data`, then hang up after half of it."""
+    parsed = urlparse(url)
+    head = (
+        f"PATCH {parsed.path} HTTP/1.1\r\nHost: {parsed.netloc}\r\nTus-Resumable: 1.0.0\r\n"
+        f"Authorization: Bearer {key}\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+        f"Content-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((parsed.hostname, parsed.port)) as sock:
+        sock.sendall(head + data[: len(data) // 2])
+        time.sleep(0.5)
+
+
+def test_tus_upload_dropped_halfway_resumes_with_tuspy_into_an_identical_file(
+    api: Api, shots_video: SampleVideo
+) -> None:
+    data = shots_video.path.read_bytes()
+    key = api.keys["beta"]
+    tusc = tus.TusClient(f"{api.base}/v1/uploads", headers={"Authorization": f"Bearer {key}"})
+    first = tusc.uploader(str(shots_video.path), chunk_size=64 * 1024, metadata={"filename": "shots.mp4"})
+    url = first.create_url()
+    _drop_mid_patch(url, key, data)
+
+    # The server kept what arrived before the connection dropped...
+    with api.client("beta") as http:
+        deadline = time.monotonic() + 10
+        while (offset := int(http.head(url, headers={"Tus-Resumable": "1.0.0"}).headers["upload-offset"])) == 0:
+            assert time.monotonic() < deadline, "no bytes kept from the dropped PATCH"
+            time.sleep(0.1)
+        assert 0 < offset <= len(data) // 2
+
+    # ...and tuspy, a real tus client, resumes from there (it asks the server for the offset).
+    resumed = tusc.uploader(str(shots_video.path), chunk_size=64 * 1024, url=url)
+    assert resumed.offset == offset
+    resumed.upload()
+    assert resumed.offset == len(data)
+
+    with api.client("beta") as http:
+        upload = http.get(urlparse(url).path).json()
+        assert upload["complete"] and upload["video_id"]
+        video = http.get(f"/v1/videos/{upload['video_id']}").json()
+        assert video["content_hash"] == hashlib.sha256(data).hexdigest() and video["size_bytes"] == len(data)
+        with api.pipeline.store.open(f"originals/{video['content_hash']}.mp4") as f:
+            assert f.read() == data
+        assert _wait_ready(http, video["id"])["status"] == "ready"
+    assert api.leftovers() == []
+
+
+def test_tus_protocol_errors(api: Api) -> None:
+    with api.client("beta") as http:
+        opts = http.options("/v1/uploads")
+        assert opts.status_code == 204 and opts.headers["tus-version"] == "1.0.0"
+        assert "creation" in opts.headers["tus-extension"] and int(opts.headers["tus-max-size"]) == MAX_BYTES
+        _problem(http.post("/v1/uploads", headers={"Upload-Length": "10"}), 412, "precondition-failed")
+        _problem(http.post("/v1/uploads", headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(MAX_BYTES + 1)}),
+                 413, "too-large")  # fmt: skip
+        r = http.post("/v1/uploads", headers={"Tus-Resumable": "1.0.0", "Upload-Length": "100"})
+        assert r.status_code == 201
+        path = urlparse(r.headers["location"]).path
+        patch = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream"}
+        _problem(http.patch(path, headers={**patch, "Upload-Offset": "5"}, content=b"x" * 10), 409, "conflict")
+        _problem(http.patch(path, headers={**patch, "Upload-Offset": "0", "Content-Type": "text/plain"},
+                            content=b"x"), 415, "unsupported-media-type")  # fmt: skip
+        # The last bytes arrive and the file is not a video: refused, and nothing is left behind.
+        r = http.patch(path, headers={**patch, "Upload-Offset": "0"}, content=b"not a video " * 8 + b"abcd")
+        _problem(r, 415, "not-a-video")
+        _problem(http.get(path), 404, "not-found")
+        r = http.post("/v1/uploads", headers={"Tus-Resumable": "1.0.0", "Upload-Length": "100"})
+        path = urlparse(r.headers["location"]).path
+        assert http.delete(path, headers={"Tus-Resumable": "1.0.0"}).status_code == 204
+        assert http.head(path, headers={"Tus-Resumable": "1.0.0"}).status_code == 404
+    with api.pipeline.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Upload).where(Upload.video_id.is_(None))) == 0
+    assert api.leftovers() == []
+
+
+def _truncated(path: Path, out: Path) -> Path:
+    out.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return out
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "slug", "words"),
+    [
+        ("empty", 422, "empty-file", "empty"),
+        ("text", 415, "not-a-video", "not a video"),
+        ("truncated", 422, "truncated-video", "cut off"),
+        ("oversized", 413, "too-large", "larger than"),
+        ("no-file-field", 400, "bad-request", "`file`"),
+    ],
+)
+def test_bad_uploads_get_a_clear_problem_and_leave_nothing_behind(
+    api: Api, shots_video: SampleVideo, tmp_path: Path, case: str, status: int, slug: str, words: str
+) -> None:
+    videos_before = api.count_videos()
+    blobs_before = sorted(p.name for p in (api.settings.data_dir / "blobs").rglob("*"))
+    with api.client("alpha") as http:
+        if case == "no-file-field":
+            r = http.post("/v1/videos", files={"video": ("a.mp4", b"1234", "video/mp4")})
+        elif case == "oversized":
+            # Streamed with no Content-Length, so the limit must be enforced while reading.
+            def chunks() -> Iterator[bytes]:
+                boundary = b"--vpboundary"
+                yield boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="big.mp4"\r\n\r\n'
+                for _ in range(MAX_BYTES // 65536 + 2):
+                    yield b"\0" * 65536
+                yield b"\r\n" + boundary + b"--\r\n"
+
+            r = http.post("/v1/videos", content=chunks(),
+                          headers={"Content-Type": "multipart/form-data; boundary=vpboundary"})  # fmt: skip
+        else:
+            path = {
+                "empty": tmp_path / "empty.mp4",
+                "text": tmp_path / "notes.mp4",
+                "truncated": _truncated(shots_video.path, tmp_path / "cut.mp4"),
+            }[case]
+            if case == "empty":
+                path.write_bytes(b"")
+            if case == "text":
+                path.write_text("these are meeting notes, not a video\n" * 50)
+            r = _upload(http, path)
+    body = _problem(r, status, slug)
+    assert words in body["detail"]
+    assert api.count_videos() == videos_before
+    assert sorted(p.name for p in (api.settings.data_dir / "blobs").rglob("*")) == blobs_before
+    assert api.leftovers() == []
+
+
+def test_requests_without_a_valid_key_are_refused(api: Api) -> None:
+    with api.client(None) as http:
+        r = http.get("/v1/videos")
+        _problem(r, 401, "unauthorized")
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        _problem(http.get("/v1/videos", headers={"Authorization": "Bearer vp_not-a-key"}), 401, "unauthorized")
+        _problem(http.get("/v1/videos", headers={"Authorization": "Basic dXNlcjpwdw=="}), 401, "unauthorized")
+        assert http.get("/healthz").status_code == 200
+
+
+def test_tenants_cannot_see_each_others_videos(api: Api, lecture_id: str) -> None:
+    with api.client("beta") as beta:
+        assert lecture_id not in [v["id"] for v in beta.get("/v1/videos").json()["items"]]
+        for method, path in [
+            ("GET", f"/v1/videos/{lecture_id}"),
+            ("GET", f"/v1/videos/{lecture_id}/chapters"),
+            ("GET", f"/v1/videos/{lecture_id}/transcript.vtt"),
+            ("GET", f"/v1/videos/{lecture_id}/analysis"),
+            ("GET", f"/v1/videos/{lecture_id}/keyframes/0.jpg"),
+            ("POST", f"/v1/videos/{lecture_id}/reanalyze"),
+            ("POST", f"/v1/videos/{lecture_id}/cancel"),
+            ("DELETE", f"/v1/videos/{lecture_id}"),
+        ]:
+            r = beta.request(method, path)
+            body = _problem(r, 404, "not-found")  # the same answer as for an id that does not exist
+            missing = _problem(beta.request(method, path.replace(lecture_id, "0" * 32)), 404, "not-found")
+            assert body["detail"].replace(lecture_id, "X") == missing["detail"].replace("0" * 32, "X")
+    with api.client("alpha") as alpha:
+        assert alpha.get(f"/v1/videos/{lecture_id}").json()["status"] == "ready"
+
+
+def test_ingest_from_an_allowed_server_path_only(api: Api, shots_video: SampleVideo, tmp_path: Path) -> None:
+    allowed = Path(api.settings.api.ingest_dirs[0]) / "ntsc-copy.mp4"
+    allowed.write_bytes(shots_video.path.read_bytes()[:-1] + b"\0")  # other bytes: a new video
+    with api.client("alpha") as http:
+        body = _problem(http.post("/v1/videos", json={"path": str(shots_video.path)}), 400, "bad-request")
+        assert "allowed folder" in body["detail"]
+        _problem(http.post("/v1/videos", json={"path": str(allowed) + "/../../etc/passwd"}), 400, "bad-request")
+        _problem(http.post("/v1/videos", json={"path": str(allowed), "url": "s3://b/k"}), 400, "bad-request")
+        r = http.post("/v1/videos", json={"path": str(allowed), "options": {"vlm": "none", "asr": False}})
+        assert r.status_code == 201, r.text
+        assert http.get(f"/v1/videos/{r.json()['id']}").json()["filename"] == "ntsc-copy.mp4"
+        assert allowed.exists()  # the server's file is read, never moved
+
+
+def test_reanalyze_and_delete(api: Api, shots_video: SampleVideo, tmp_path: Path) -> None:
+    variant = tmp_path / "variant.mp4"
+    variant.write_bytes(shots_video.path.read_bytes() + b"\0\0")  # trailing bytes: same pictures, new content
+    with api.client("alpha") as http:
+        created = _upload(http, variant).json()
+        vid = created["id"]
+        assert _wait_ready(http, vid)["status"] == "ready"
+        again = http.post(f"/v1/videos/{vid}/reanalyze", json={"profile": "general", "vlm": "none"})
+        assert again.status_code == 202 and again.json()["job_id"] != created["job_id"]
+        assert _wait_ready(http, vid)["job_id"] == again.json()["job_id"]
+        status = api.pipeline.status(again.json()["job_id"])
+        assert [s["state"] for s in status["stages"]] == ["done", "done", "done"]  # really run again
+
+        content_hash = http.get(f"/v1/videos/{vid}").json()["content_hash"]
+        store = api.pipeline.store
+        assert store.exists(f"originals/{content_hash}.mp4") and store.exists(f"keyframes/{vid}/00000.jpg")
+        assert http.delete(f"/v1/videos/{vid}").status_code == 204
+        _problem(http.get(f"/v1/videos/{vid}"), 404, "not-found")
+        _problem(http.delete(f"/v1/videos/{vid}"), 404, "not-found")
+        assert not store.exists(f"originals/{content_hash}.mp4") and not store.exists(f"keyframes/{vid}/00000.jpg")
+
+
+def test_health_readiness_and_metrics(api: Api) -> None:
+    with httpx.Client(base_url=api.base) as http:
+        assert http.get("/healthz").json() == {"status": "ok"}
+        ready = http.get("/readyz")
+        assert ready.status_code == 200
+        checks = ready.json()["checks"]
+        assert checks["database"]["ok"] and checks["storage"]["ok"] and checks["broker"]["ok"]
+        metrics = http.get("/metrics").text
+        assert 'videopipe_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics
+        assert "videopipe_upload_bytes_total" in metrics and 'videopipe_videos{status="ready"}' in metrics
+        r = http.get("/v1/nothing-here")
+        _problem(r, 404, "not-found")
+
+
+def test_serve_starts_open_on_localhost_and_requires_keys_once_one_exists(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import run_cli
+
+    env = {**os.environ, "VIDEOPIPE_DATA_DIR": str(tmp_path), "VIDEOPIPE_VLM": "none"}
+    env.pop("VIDEOPIPE_DATABASE_URL", None)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = subprocess.Popen([sys.executable, "-m", "videopipe", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        lines = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Uvicorn running" in line or len(lines) > 200:
+                break
+        log = "".join(lines)
+        assert "open mode" in log and "videopipe keys create" in log, log
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{base}/v1/videos").json()["total"] == 0  # open: no key needed on localhost
+
+        created = run_cli("keys", "create", "--tenant", "acme", cwd=tmp_path, env={"VIDEOPIPE_DATA_DIR": str(tmp_path)})
+        assert created.returncode == 0, created.stderr
+        key = created.stdout.split()[-1]
+        assert key.startswith("vp_") and key not in (tmp_path / "videopipe.db").read_bytes().decode("latin-1")
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{base}/v1/videos").status_code != 401:  # the open mode ends with the first key
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        assert httpx.get(f"{base}/v1/videos", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+        listed = run_cli("keys", "list", cwd=tmp_path, env={"VIDEOPIPE_DATA_DIR": str(tmp_path)})
+        assert "acme" in listed.stdout and key not in listed.stdout
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+    refused = run_cli("serve", "--host", "0.0.0.0", cwd=tmp_path,
+                      env={"VIDEOPIPE_DATA_DIR": str(tmp_path), "VIDEOPIPE_API__AUTH": "open"})  # fmt: skip
+    assert refused.returncode == 2 and "localhost only" in refused.stderr
