@@ -11,7 +11,7 @@ COPY api ./api
 COPY migrations ./migrations
 ARG TORCH_SPEC="torch==2.13.0"
 RUN pip install --no-cache-dir "${TORCH_SPEC}" \
-    && pip install --no-cache-dir -e ".[scenedetect,perception,postgres,s3,workers,vlm]"
+    && pip install --no-cache-dir -e ".[scenedetect,perception,postgres,s3,workers,vlm,api,search]"
 ENV VIDEOPIPE_DATA_DIR=/data
 VOLUME ["/data"]
 ENTRYPOINT ["videopipe"]
