@@ -164,6 +164,11 @@ _VLM_CHOICE = click.Choice(["auto", "none", "transformers", "openai"])
     help="Stage defaults: lecture = speech+text, surveillance = motion, general = all.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
+@click.option(
+    "--library/--no-library",
+    default=True,
+    help="Add the results to the local library in VIDEOPIPE_DATA_DIR (for search and ask).",
+)
 @_handle_errors
 def analyze(
     video: Path,
@@ -178,6 +183,7 @@ def analyze(
     no_motion: bool,
     profile: str,
     quiet: bool,
+    library: bool,
 ) -> None:
     """Analyse VIDEO in-process: scenes, keyframes, transcript, on-screen text, motion, chapters, events, tags."""
     from videopipe.analysis import AnalyzeOptions, default_out_dir
@@ -190,11 +196,192 @@ def analyze(
     out = out_dir or default_out_dir(video)
     with RichProgress(enabled=not quiet) as bar:
         doc = run_analyze(video, out, settings, options, progress=bar, warn=_warn)
+    if library:
+        with err_console.status("adding to the local library (search, ask)", spinner="dots"):
+            _add_to_library(settings, video, doc, out, profile)
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     elif not quiet:
         _print_summary(doc, out)
     _report_vlm(doc, explicit=(vlm or settings.vlm) in ("transformers", "openai"), quiet=quiet or as_json)
+
+
+def _library(settings: Settings) -> Any:
+    from videopipe.pipeline import open_pipeline
+
+    return open_pipeline(settings, migrate=settings.database_url is None)
+
+
+def _add_to_library(settings: Settings, video: Path, doc: dict[str, Any], out: Path, profile: str) -> str:
+    video_id: str = _library(settings).import_document(video, doc, out, options={"profile": profile})
+    return video_id
+
+
+def _resolve_video(pipeline: Any, settings: Settings, video: str, tenant: str, analyse: bool = True) -> str:
+    """A video id from an id or a path; a file not analysed yet is analysed (and added) first."""
+    from sqlalchemy import select
+
+    from videopipe.db.models import Video
+    from videopipe.errors import NotFound
+    from videopipe.storage import sha256_file
+
+    path = Path(video)
+    with pipeline.sessions() as s:
+        if path.is_file():
+            digest = sha256_file(path)
+            found = s.scalars(select(Video.id).where(Video.tenant == tenant, Video.content_hash == digest)).first()
+        else:
+            row = s.get(Video, video)
+            found = row.id if row is not None and row.tenant == tenant else None
+    if found is not None:
+        return str(found)
+    if not path.is_file():
+        raise NotFound(f"{video}: neither a file nor a video id in the library; `videopipe analyze FILE` adds one")
+    if not analyse:
+        raise NotFound(f"{video} is not in the library yet; run `videopipe analyze {video}` first")
+    from videopipe.analysis import AnalyzeOptions, default_out_dir
+    from videopipe.analysis import analyze as run_analyze
+
+    err_console.print(f"{path.name} is not in the library yet: analysing it first", highlight=False)
+    out = default_out_dir(path)
+    with RichProgress(enabled=True) as bar:
+        doc = run_analyze(path, out, settings, AnalyzeOptions.for_profile("general"), progress=bar, warn=_warn)
+    video_id: str = pipeline.import_document(path, doc, out)
+    return video_id
+
+
+@main.command()
+@click.argument("query")
+@click.option("--video", "video", default=None, help="Only inside this video (a path or id).")
+@click.option("--limit", type=click.IntRange(1, 200), default=10, show_default=True)
+@click.option("--tenant", default="default", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of moments.")
+@_handle_errors
+def search(query: str, video: str | None, limit: int, tenant: str, as_json: bool) -> None:
+    """Find moments across every video in the library: what is said, shown on screen, or captioned."""
+    from videopipe.search import Searcher
+
+    settings = Settings()
+    pipeline = _library(settings)
+    video_id = _resolve_video(pipeline, settings, video, tenant, analyse=False) if video else None
+    hits = Searcher(settings, pipeline.sessions).search(query, tenant, video_id=video_id, limit=limit)
+    for h in hits:
+        h["link"] = f"{_file_url(h['path'])}#t={h['start_s']:.3f}"
+    if as_json:
+        click.echo(json.dumps(hits, indent=2))
+        return
+    if not hits:
+        click.echo("no matching moments")
+    for n, h in enumerate(hits, 1):
+        click.echo(f"{n:>2}. {h['filename']}  {h['start']} - {h['end']}  score {h['score']:.2f}")
+        click.echo(f"    {h['text'][:200]}")
+        click.echo(f"    {h['link']}")
+
+
+def _file_url(path: str) -> str:
+    p = Path(path)
+    return p.resolve().as_uri() if p.is_absolute() else path
+
+
+@main.command()
+@click.argument("video")
+@click.argument("question")
+@click.option("--vlm", type=_VLM_CHOICE, default=None)
+@click.option("--model", default=None)
+@click.option("--vlm-url", default=None)
+@click.option("--tenant", default="default", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_handle_errors
+def ask(
+    video: str, question: str, vlm: str | None, model: str | None, vlm_url: str | None, tenant: str, as_json: bool
+) -> None:
+    """Answer QUESTION about VIDEO (a path or id) with the time ranges that support it."""
+    from videopipe.ask import Asker
+
+    settings = _settings(model, vlm_url)
+    pipeline = _library(settings)
+    video_id = _resolve_video(pipeline, settings, video, tenant)
+    answer = Asker(pipeline, settings).ask(tenant, video_id, question, vlm)
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return
+    click.echo(answer["answer"])
+    for c in answer["citations"]:
+        click.echo(f"  [{c['start']} - {c['end']}]")
+    if answer["note"]:
+        err_console.print(f"note: {answer['note']}", highlight=False, soft_wrap=True)
+
+
+@main.command("eval")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--vlm", type=_VLM_CHOICE, default=None)
+@click.option("--tenant", default="default", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report (with per-item results) as JSON.")
+@_handle_errors
+def eval_(dataset: Path, vlm: str | None, tenant: str, as_json: bool) -> None:
+    """Measure search and answers on DATASET.jsonl: R@1 at IoU 0.3/0.5/0.7, mIoU, and R@5 for search."""
+    from videopipe.ask import Asker
+    from videopipe.evaluation import evaluate, read_dataset
+    from videopipe.search import Searcher
+
+    settings = Settings()
+    items = read_dataset(dataset)
+    pipeline = _library(settings)
+    searcher, asker = Searcher(settings, pipeline.sessions), Asker(pipeline, settings)
+    ids: dict[str, str] = {}
+
+    def resolve(video: str) -> str:
+        if video not in ids:
+            candidate = dataset.parent / video
+            ids[video] = _resolve_video(pipeline, settings, str(candidate if candidate.exists() else video), tenant)
+        return ids[video]
+
+    def spans_of_search(video_id: str, query: str) -> list[tuple[float, float]]:
+        return [(h["start_s"], h["end_s"]) for h in searcher.search(query, tenant, video_id=video_id, limit=5)]
+
+    def spans_of_answer(video_id: str, question: str) -> list[tuple[float, float]]:
+        return [(c["start_s"], c["end_s"]) for c in asker.ask(tenant, video_id, question, vlm)["citations"]]
+
+    bar = Progress(TextColumn("evaluating"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   console=err_console, transient=True)  # fmt: skip
+    with bar:
+        task = bar.add_task("eval", total=len(items))
+        report = evaluate(items, resolve, spans_of_search, spans_of_answer, lambda n: bar.update(task, completed=n))
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    table = Table("task", "n", "R@1 IoU.3", "R@1 IoU.5", "R@1 IoU.7", "mIoU", "R@5 IoU.5")
+    for kind, part in report.items():
+        m = part["summary"]
+        table.add_row(kind, str(m["n"]), *(f"{m[f'R@1,IoU={t}']:.3f}" for t in (0.3, 0.5, 0.7)), f"{m['mIoU']:.3f}",
+                      f"{m['R@5,IoU=0.5']:.3f}" if "R@5,IoU=0.5" in m else "-")  # fmt: skip
+    Console().print(table)
+
+
+@main.group()
+def index() -> None:
+    """The moment vector index."""
+
+
+@index.command("rebuild")
+@_handle_errors
+def index_rebuild() -> None:
+    """Rebuild the vector index from the database (embedding moments with the configured model first, if it
+    changed); the old index keeps serving until the new one is swapped in."""
+    from videopipe.index import vector_index
+
+    settings = Settings()
+    pipeline = _library(settings)
+    idx = vector_index(settings, pipeline.sessions)
+    with RichProgress(enabled=True) as bar:
+        bar.start("embedding moments", 1)
+        manifest = idx.rebuild(lambda done, total: bar.update(done / max(total, 1)))
+    if manifest is None:
+        click.echo("no moments to index yet")
+    else:
+        click.echo(
+            f"index generation {manifest.generation}: {manifest.count} moments, {manifest.model}, {manifest.kind}"
+        )
 
 
 def _settings(model: str | None, vlm_url: str | None) -> Settings:

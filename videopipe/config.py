@@ -144,6 +144,26 @@ class JobSettings(BaseModel):
     embedded_concurrency: int = Field(1, ge=1, le=16)  # stages run at once by the in-process runner
 
 
+class SearchSettings(BaseModel):
+    """Moments, embeddings and the vector index (see videopipe.embeddings, videopipe.index)."""
+
+    # "bundled:minilm-int8" (ONNX, offline), "bundled:minilm" (torch), a sentence-transformers directory, or the
+    # model name an OpenAI-compatible embeddings server serves (with embedding_url).
+    embedding_model: str = "bundled:minilm-int8"
+    embedding_url: str | None = None  # e.g. http://gpu-1:8000/v1 ; POST /embeddings
+    embedding_api_key: str | None = None
+    threads: int = Field(1, ge=1, le=64)  # onnxruntime / torch threads for embedding
+    # Scenes longer than this are split into moments at transcript boundaries (about this long each).
+    moment_window_s: float = Field(60.0, ge=5)
+    # Exact (flat) search below this many vectors; HNSW above (measured: benchmarks/search.py).
+    exact_below: int = Field(200_000, ge=0)
+    hnsw_m: int = Field(32, ge=4, le=128)
+    hnsw_ef_construction: int = Field(80, ge=8)
+    hnsw_ef_search: int = Field(96, ge=8)
+    rrf_k: int = Field(60, ge=1)  # reciprocal rank fusion constant
+    candidates: int = Field(50, ge=5, le=1000)  # per ranker, before fusion
+
+
 class ApiSettings(BaseModel):
     """The REST API (`videopipe serve`)."""
 
@@ -184,6 +204,7 @@ class Settings(BaseSettings):
     motion: MotionSettings = MotionSettings()
     jobs: JobSettings = JobSettings()
     api: ApiSettings = ApiSettings()
+    search: SearchSettings = SearchSettings()
 
     @model_validator(mode="after")
     def _expand_paths(self) -> Settings:

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import IO, Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from videopipe.db.models import Chapter, Event, Job, Keyframe, Scene, TranscriptSegment, Video
+from videopipe.db.models import Chapter, Event, Job, Keyframe, Moment, Scene, TranscriptSegment, Video
 from videopipe.errors import BadRequest, EmptyFile, NotFound, TooLarge
 from videopipe.media.probe import probe
 from videopipe.pipeline import Pipeline, aware
@@ -95,8 +95,6 @@ class Library:
         self.sessions = pipeline.sessions
         self.store = pipeline.store
         self.settings = pipeline.settings
-        # Called with (tenant, video_id) after a video is deleted: search indexes drop its moments.
-        self.on_delete: list[Callable[[str, str], None]] = []
 
     # -- ingest --------------------------------------------------------------------------------------------
     @property
@@ -265,7 +263,7 @@ class Library:
                 select(Job).where(Job.video_id == video_id).order_by(Job.created_at.desc()).limit(1)
             ).first()
             merged = {**(previous.options if previous else {}), **(options or {})}
-        with self.store.local_path(blob_key) as original:
+        with self.pipeline.original(blob_key) as original:
             sub = self.pipeline.submit(original, tenant, merged, filename=filename, force=True)
         return Ingested(sub.video_id, sub.job_id, sub.created, duplicate=True)
 
@@ -275,14 +273,16 @@ class Library:
         with self.sessions.begin() as s:
             video = self._video(s, tenant, video_id)
             blob_key = video.blob_key
+            moment_ids = list(s.scalars(select(Moment.id).where(Moment.video_id == video_id)))
             for job in s.scalars(select(Job).where(Job.video_id == video_id, Job.status.in_(("queued", "running")))):
                 job.cancel_requested = True
             s.flush()
             s.execute(delete(Video).where(Video.id == video_id))
             shared = s.scalar(select(func.count()).select_from(Video).where(Video.blob_key == blob_key)) or 0
         self.store.delete_prefix(f"keyframes/{video_id}/")
-        if not shared:
+        if not shared and not blob_key.startswith("external:"):  # the local library never owns the user's file
             self.store.delete_prefix(blob_key)
-        for hook in self.on_delete:
-            hook(tenant, video_id)
+        from videopipe.index import vector_index
+
+        vector_index(self.settings, self.sessions).remove(moment_ids)
         log.info("deleted video %s of tenant %s", video_id, tenant)

@@ -26,8 +26,9 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -248,7 +249,19 @@ class Pipeline:
         next_run = self._commit(run_id, job_id, video_id, stage, worker, outputs)
         if next_run is not None:
             self._dispatch(next_run, NEXT_STAGE[stage] or "")
+        if stage == "index":
+            self.sync_index()
         return "done"
+
+    def sync_index(self) -> None:
+        """Bring the vector index up to the database. A failure here loses nothing (the vectors are in the
+        database; the next sync or `videopipe index rebuild` adds them), so it is logged, not raised."""
+        from videopipe.index import vector_index
+
+        try:
+            vector_index(self.settings, self.sessions).sync()
+        except Exception:
+            log.warning("the vector index could not be updated; `videopipe index rebuild` will", exc_info=True)
 
     def _lease(self, run_id: str, worker: str) -> tuple[str, str, str, bool] | str:
         now = utcnow()
@@ -311,7 +324,7 @@ class Pipeline:
         )  # fmt: skip
         workdir = Path(tempfile.mkdtemp(prefix="vp-perceive-"))
         try:
-            with self.store.local_path(video.blob_key) as original:
+            with self.original(video.blob_key) as original:
                 doc = analysis.analyze(original, workdir / "out", self.settings, opts, progress=progress)
             keyframe_keys = []
             for n, k in enumerate(doc["keyframes"]):
@@ -344,16 +357,14 @@ class Pipeline:
         return {"result": result}
 
     def _index(self, video: Video) -> dict[str, Any]:
-        doc = self.document(video.id)
-        moments = []
-        for scene in doc["scenes"]:
-            start, end = scene["start_s"], scene["end_s"]
-            speech = " ".join(t["text"] for t in doc["transcript"] if start <= t["start_s"] < end)
-            screen = " ".join(o["text"].replace("\n", " ") for o in doc["ocr"] if start <= o["t_s"] < end)
-            first_kf = next((k["index"] for k in doc["keyframes"] if k["scene_index"] == scene["index"]), None)
-            moments.append({"start_s": start, "end_s": end, "caption": scene.get("caption") or "", "speech": speech,
-                            "screen_text": screen, "keyframe_index": first_kf})  # fmt: skip
-        return {"moments": moments}
+        """Moments from the stored results, and their embeddings (recorded with the model's name)."""
+        from videopipe.embeddings import open_embedder
+        from videopipe.moments import build_moments, moment_text
+
+        moments = build_moments(self.document(video.id), self.settings.search.moment_window_s)
+        embedder = open_embedder(self.settings)
+        vectors = embedder.embed([moment_text(m) for m in moments]) if moments else None
+        return {"moments": moments, "vectors": vectors, "model": embedder.name}
 
     # -- committing ----------------------------------------------------------------------------------------
     def _commit(
@@ -482,6 +493,72 @@ class Pipeline:
             self._dispatch(run_id, stage)
         return [r for r, _ in todo]
 
+    @contextmanager
+    def original(self, blob_key: str) -> Iterator[Path]:
+        """A local path of a video's original: from the blob store, or the user's own file for videos of the
+        local library (``external:`` keys, which `videopipe analyze` records instead of copying the file)."""
+        if blob_key.startswith("external:"):
+            path = Path(blob_key.removeprefix("external:"))
+            if not path.is_file():
+                raise VideoNotFound(f"{path}: the original is no longer there; analyse the file at its new place")
+            yield path
+            return
+        with self.store.local_path(blob_key) as path:
+            yield path
+
+    def import_document(
+        self,
+        path: Path,
+        doc: dict[str, Any],
+        out_dir: Path,
+        tenant: str = "default",
+        options: dict[str, Any] | None = None,
+    ) -> str:
+        """Add a video analysed in-process (`videopipe analyze`) to the library: its results, keyframes, moments
+        and their vectors, so `search` and `ask` find it. The original stays where it is (not copied).
+        Returns the video id; the same file analysed again replaces its earlier results."""
+        from types import SimpleNamespace
+
+        from videopipe.embeddings import open_embedder
+        from videopipe.moments import build_moments, moment_text
+
+        path = path.resolve()
+        content_hash = sha256_file(path)
+        moments = build_moments(doc, self.settings.search.moment_window_s)
+        embedder = open_embedder(self.settings)
+        vectors = embedder.embed([moment_text(m) for m in moments]) if moments else None
+        options = dict(options or {})
+        with self.sessions.begin() as s:
+            video = s.scalars(select(Video).where(Video.tenant == tenant, Video.content_hash == content_hash)).first()
+            if video is None:
+                video = Video(tenant=tenant, content_hash=content_hash, filename=path.name,
+                              blob_key=f"external:{path}", size_bytes=path.stat().st_size)  # fmt: skip
+                s.add(video)
+                s.flush()
+            video_id = video.id
+        keys = []
+        for n, k in enumerate(doc["keyframes"]):
+            keys.append(f"keyframes/{video_id}/{n:05d}.jpg")
+            self.store.put_file(keys[-1], out_dir / k["image"])
+        now = utcnow()
+        with self.sessions.begin() as s:
+            video = s.get(Video, video_id)
+            assert video is not None
+            if not video.blob_key.startswith("external:") or video.filename != path.name:
+                video.blob_key, video.filename = f"external:{path}", path.name
+            _store_perceive(s, video, {"doc": doc, "keyframe_keys": keys})
+            captions = {sc["index"]: sc["caption"] for sc in doc["scenes"] if sc.get("caption")}
+            result = SimpleNamespace(chapters=doc["chapters"], events=doc["events"], tags=doc.get("tags", []),
+                                     captions=captions)  # fmt: skip
+            _store_understand(s, video, {"result": result})
+            _store_index(s, video, {"moments": moments, "vectors": vectors, "model": embedder.name})
+            s.add(Job(video_id=video.id, tenant=tenant, status="ready", stage=None, progress=1.0,
+                      settings_hash=settings_hash(self.settings, options), options={**options, "source": "analyze"},
+                      finished_at=now))  # fmt: skip
+            video.status, video.error, video.error_type = "ready", None, None
+        self.sync_index()
+        return video_id
+
     # -- reading -------------------------------------------------------------------------------------------
     def document(self, video_id: str) -> dict[str, Any]:
         """The analysis document (schema 1) of a video, from the database."""
@@ -563,8 +640,15 @@ def _store_understand(s: Session, video: Video, out: dict[str, Any]) -> None:
 
 
 def _store_index(s: Session, video: Video, out: dict[str, Any]) -> None:
-    s.execute(delete(Moment).where(Moment.video_id == video.id))
-    s.add_all(Moment(video_id=video.id, tenant=video.tenant, **m) for m in out["moments"])
+    s.execute(delete(Moment).where(Moment.video_id == video.id))  # their vectors go with them (cascade)
+    rows = [Moment(video_id=video.id, tenant=video.tenant, **m) for m in out["moments"]]
+    s.add_all(rows)
+    s.flush()
+    vectors = out.get("vectors")
+    if vectors is not None:
+        from videopipe.index import vector_rows
+
+        s.add_all(vector_rows([row.id for row in rows], vectors, out["model"]))
 
 
 _STORE: dict[str, Callable[[Session, Video, dict[str, Any]], None]] = {

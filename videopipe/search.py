@@ -1,0 +1,212 @@
+"""Hybrid moment search: vector similarity (FAISS) fused with full-text matching (SQLite FTS5 / PostgreSQL
+tsvector) by reciprocal rank fusion, always inside one tenant, optionally inside one video and a time range."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from videopipe.config import Settings
+from videopipe.db.models import Moment, MomentVector, Video
+from videopipe.errors import BadRequest
+from videopipe.index import VectorIndex, vector_index
+from videopipe.timefmt import fmt_time
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+MAX_QUERY_CHARS = 500
+
+
+def query_terms(query: str) -> list[str]:
+    return list(dict.fromkeys(w.lower() for w in _WORD.findall(query) if len(w) > 1 or w.isdigit()))[:32]
+
+
+def rrf(rankings: list[list[int]], k: int) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: score(d) = sum over rankings of 1 / (k + rank of d), rank from 1."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, doc in enumerate(ranking, 1):
+            scores[doc] = scores.get(doc, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+class Searcher:
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.index: VectorIndex = vector_index(settings, sessions)
+        bind = sessions.kw.get("bind")
+        self.dialect = bind.dialect.name if isinstance(bind, Engine) else "sqlite"
+
+    def _embedder(self) -> Any:
+        from videopipe.embeddings import open_embedder
+
+        return open_embedder(self.settings, self.index.model)  # queries in the serving index's model
+
+    def search(
+        self,
+        query: str,
+        tenant: str,
+        video_id: str | None = None,
+        start_s: float | None = None,
+        end_s: float | None = None,
+        limit: int = 10,
+    ) -> list[dict[str, Any]]:
+        query = query.strip()
+        if not query:
+            raise BadRequest("the query is empty; say what to look for, e.g. q=red truck at the gate")
+        if len(query) > MAX_QUERY_CHARS:
+            raise BadRequest(f"the query is longer than {MAX_QUERY_CHARS} characters; shorten it")
+        n = max(self.settings.search.candidates, limit)
+        vector_ids = self._vector_ranking(query, tenant, video_id, start_s, end_s, n)
+        lexical_ids = self._lexical_ranking(query, tenant, video_id, start_s, end_s, n)
+        fused = rrf([vector_ids, lexical_ids], self.settings.search.rrf_k)[:limit]
+        return self._hydrate(fused, query, vector_ids, lexical_ids)
+
+    # -- rankers -------------------------------------------------------------------------------------------
+    def _vector_ranking(
+        self, query: str, tenant: str, video_id: str | None, start_s: float | None, end_s: float | None, n: int
+    ) -> list[int]:
+        embedder = self._embedder()
+        q = embedder.embed([query])[0]
+        if video_id is not None:  # one video: exact, over its own vectors
+            with self.sessions() as s:
+                rows = s.execute(
+                    self._filtered(select(MomentVector.moment_id, MomentVector.vector), tenant, video_id, start_s,
+                                   end_s).join(Moment, Moment.id == MomentVector.moment_id)
+                    .where(MomentVector.model == embedder.name)
+                ).all()  # fmt: skip
+            if not rows:
+                return []
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
+            order = np.argsort(-(matrix @ q), kind="stable")[:n]
+            return [int(rows[i][0]) for i in order]
+        # The whole index, then only this tenant's (and still existing) moments; widen until enough are found.
+        k = n * 2
+        for _ in range(4):
+            _, ids = self.index.search(q, k)
+            if len(ids) == 0:
+                return []
+            allowed = self._allowed([int(i) for i in ids], tenant, start_s, end_s)
+            found = [int(i) for i in ids if int(i) in allowed]
+            if len(found) >= n or len(ids) < k:
+                return found[:n]
+            k *= 4
+        return found[:n]
+
+    def _filtered(self, q: Any, tenant: str, video_id: str | None, start_s: float | None, end_s: float | None) -> Any:
+        q = q.where(Moment.tenant == tenant)
+        if video_id is not None:
+            q = q.where(Moment.video_id == video_id)
+        if start_s is not None:
+            q = q.where(Moment.end_s > start_s)
+        if end_s is not None:
+            q = q.where(Moment.start_s < end_s)
+        return q
+
+    def _allowed(self, ids: list[int], tenant: str, start_s: float | None, end_s: float | None) -> set[int]:
+        with self.sessions() as s:
+            return set(s.scalars(self._filtered(select(Moment.id), tenant, None, start_s, end_s)
+                                 .where(Moment.id.in_(ids))))  # fmt: skip
+
+    def _lexical_ranking(
+        self, query: str, tenant: str, video_id: str | None, start_s: float | None, end_s: float | None, n: int
+    ) -> list[int]:
+        terms = query_terms(query)
+        if not terms:
+            return []
+        params: dict[str, Any] = {"tenant": tenant, "n": n}
+        where = ["m.tenant = :tenant"]
+        if video_id is not None:
+            where.append("m.video_id = :video")
+            params["video"] = video_id
+        if start_s is not None:
+            where.append("m.end_s > :start_s")
+            params["start_s"] = start_s
+        if end_s is not None:
+            where.append("m.start_s < :end_s")
+            params["end_s"] = end_s
+        if self.dialect == "sqlite":
+            params["match"] = " OR ".join('"' + t.replace('"', "") + '"' for t in terms)
+            sql = (
+                "SELECT m.id FROM moments_fts JOIN moments m ON m.id = moments_fts.rowid "
+                f"WHERE moments_fts MATCH :match AND {' AND '.join(where)} "
+                "ORDER BY bm25(moments_fts, 2.0, 1.5, 1.0) LIMIT :n"
+            )
+        else:
+            params["tsq"] = " | ".join(re.sub(r"\W", "", t) for t in terms if re.sub(r"\W", "", t))
+            if not params["tsq"]:
+                return []
+            sql = (
+                "SELECT m.id FROM moments m, to_tsquery('english', :tsq) q "
+                f"WHERE m.tsv @@ q AND {' AND '.join(where)} ORDER BY ts_rank_cd(m.tsv, q) DESC, m.id LIMIT :n"
+            )
+        with self.sessions() as s:
+            return [int(r[0]) for r in s.execute(text(sql), params)]
+
+    # -- results -------------------------------------------------------------------------------------------
+    def _hydrate(
+        self, fused: list[tuple[int, float]], query: str, vector_ids: list[int], lexical_ids: list[int]
+    ) -> list[dict[str, Any]]:
+        if not fused:
+            return []
+        with self.sessions() as s:
+            rows = {
+                m.id: (m, v)
+                for m, v in s.execute(
+                    select(Moment, Video)
+                    .join(Video, Video.id == Moment.video_id)
+                    .where(Moment.id.in_([i for i, _ in fused]))
+                ).tuples()
+            }
+        terms = query_terms(query)
+        top = fused[0][1]
+        out = []
+        for moment_id, score in fused:
+            if moment_id not in rows:
+                continue
+            m, v = rows[moment_id]
+            field, snippet = best_text(m, terms)
+            out.append({
+                "moment_id": m.id, "video_id": m.video_id, "filename": v.filename, "path": video_path(v),
+                "start_s": m.start_s, "end_s": m.end_s, "start": fmt_time(m.start_s), "end": fmt_time(m.end_s),
+                "score": round(score / top, 4), "text": snippet, "matched_in": field,
+                "keyframe_index": m.keyframe_index,
+                "ranks": {"vector": _rank(vector_ids, m.id), "lexical": _rank(lexical_ids, m.id)},
+            })  # fmt: skip
+        return out
+
+
+def _rank(ranking: list[int], moment_id: int) -> int | None:
+    try:
+        return ranking.index(moment_id) + 1
+    except ValueError:
+        return None
+
+
+def video_path(video: Video) -> str:
+    """Where the original is, for a player: a local path for the local library, else the file name."""
+    key = video.blob_key
+    return key.removeprefix("external:") if key.startswith("external:") else video.filename
+
+
+def best_text(m: Any, terms: list[str]) -> tuple[str, str]:
+    """The field of a moment that matches the query words best, and a snippet of it (at most ~300 chars)."""
+    fields = [("speech", m.speech or ""), ("screen_text", m.screen_text or ""), ("caption", m.caption or "")]
+    stems = [t[:5] for t in terms]
+
+    def hits(value: str) -> int:
+        words = [w.lower() for w in _WORD.findall(value)]
+        return sum(any(w.startswith(s) for w in words) for s in stems)
+
+    name, value = max(fields, key=lambda f: (hits(f[1]), bool(f[1])))
+    value = " ".join(value.split())
+    if len(value) > 300:
+        lowered = value.lower()
+        first = min((p for s in stems if (p := lowered.find(s)) >= 0), default=0)
+        start = max(0, first - 100)
+        value = ("…" if start else "") + value[start : start + 300] + "…"
+    return name, value
