@@ -128,7 +128,7 @@ def create_app(
 ) -> FastAPI:
     """The app over `pipeline`. `runner`: the in-process runner (embedded mode); `background`: run the
     reconciler and upload expiry in a thread while the app is up."""
-    from api import routes_ops, routes_uploads, routes_videos
+    from api import routes_ops, routes_search, routes_uploads, routes_videos
 
     library = Library(pipeline)
     keys = KeyStore(pipeline.sessions)
@@ -171,6 +171,7 @@ def create_app(
     app.add_middleware(RequestContext, metrics=metrics)
     app.include_router(routes_videos.router)
     app.include_router(routes_uploads.router)
+    app.include_router(routes_search.router)
     app.include_router(routes_ops.router)
     for hook in on_startup or []:
         hook(state)

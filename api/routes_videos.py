@@ -273,6 +273,37 @@ def events_csv(video_id: VideoId, tenant: Tenant, state: State) -> PlainTextResp
 
 
 @router.get(
+    "/{video_id}/media",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}},
+               206: {"description": "A byte range (Range requests are supported)"},
+               **problem_responses(401, 404, 416, 422)},  # fmt: skip
+    summary="The original video, for players (byte ranges supported; search links point here with #t=)",
+)
+def media(video_id: VideoId, tenant: Tenant, state: State) -> Response:
+    from fastapi.responses import FileResponse
+
+    video = state.library.get_video(tenant, video_id)
+    path = state.library.original_path(tenant, video_id)
+    if path is not None:
+        return FileResponse(path, media_type=_media_type(video["filename"]), filename=video["filename"],
+                            content_disposition_type="inline")  # fmt: skip
+
+    def chunks() -> Any:
+        with state.library.open_original(tenant, video_id) as f:
+            while data := f.read(1024 * 1024):
+                yield data
+
+    return StreamingResponse(chunks(), media_type=_media_type(video["filename"]))
+
+
+def _media_type(filename: str) -> str:
+    import mimetypes
+
+    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+
+@router.get(
     "/{video_id}/keyframes/{n}.jpg",
     response_class=StreamingResponse,
     responses={

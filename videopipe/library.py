@@ -254,6 +254,28 @@ class Library:
         with self.store.open(key) as f:
             yield f
 
+    def original_path(self, tenant: str, video_id: str) -> Path | None:
+        """The original as a local file when the blob store is a folder (served with byte ranges), else None."""
+        from videopipe.storage import LocalBlobStore
+
+        with self.sessions() as s:
+            key = self._video(s, tenant, video_id).blob_key
+        if key.startswith("external:"):
+            return None  # the local library's files are the user's own: not served over HTTP
+        if isinstance(self.store, LocalBlobStore):
+            path = self.store.root / key
+            return path if path.is_file() else None
+        return None
+
+    @contextmanager
+    def open_original(self, tenant: str, video_id: str) -> Iterator[IO[bytes]]:
+        with self.sessions() as s:
+            key = self._video(s, tenant, video_id).blob_key
+        if key.startswith("external:"):
+            raise NotFound(f"video {video_id} is a local-library file; open it from disk")
+        with self.store.open(key) as f:
+            yield f
+
     # -- changing ------------------------------------------------------------------------------------------
     def reanalyze(self, tenant: str, video_id: str, options: dict[str, Any] | None = None) -> Ingested:
         with self.sessions() as s:

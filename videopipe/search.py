@@ -160,7 +160,7 @@ class Searcher:
                     select(Moment, Video)
                     .join(Video, Video.id == Moment.video_id)
                     .where(Moment.id.in_([i for i, _ in fused]))
-                ).tuples()
+                )
             }
         terms = query_terms(query)
         top = fused[0][1]

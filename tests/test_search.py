@@ -1,0 +1,301 @@
+"""Moment search and questions on generated lectures whose spoken and on-screen content is known: the real
+embedding model (bundled MiniLM), FAISS, SQLite FTS5, the local library that `analyze` fills."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+from tests.test_vlm_openai import FakeVLLM, completion
+from videopipe.analysis import AnalyzeOptions, analyze
+from videopipe.ask import Asker, _parse
+from videopipe.config import SearchSettings, Settings, UnderstandingSettings
+from videopipe.embeddings import FLOAT, INT8, open_embedder
+from videopipe.errors import BadRequest
+from videopipe.evaluation import iou
+from videopipe.index import Manifest, VectorIndex
+from videopipe.pipeline import Pipeline, open_pipeline
+from videopipe.samples import Slide, write_lecture_video
+from videopipe.search import Searcher, rrf
+
+SECOND_SLIDES = [
+    Slide("Photosynthesis in plants", ("chlorophyll", "sunlight into sugar"), 6.0),
+    Slide("The French Revolution", ("storming of the Bastille", "1789"), 6.0),
+    Slide("Ocean tides", ("the moon", "high and low water"), 6.0),
+]
+SECOND_NARRATION = [
+    (0.8, "Leaves turn sunlight into sugar."),
+    (6.8, "Crowds stormed the Bastille in Paris."),
+    (12.8, "The moon pulls the ocean into tides."),
+]
+
+
+@pytest.fixture(scope="module")
+def second_lecture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("second") / "second-lecture.mp4"
+    return write_lecture_video(out, SECOND_SLIDES, SECOND_NARRATION, width=640, height=360).path
+
+
+def _add(pipeline: Pipeline, path: Path, out: Path, tenant: str = "default") -> str:
+    doc = analyze(path, out, pipeline.settings, AnalyzeOptions.for_profile("lecture", vlm="none"))
+    return pipeline.import_document(path, doc, out, tenant=tenant)
+
+
+@pytest.fixture(scope="module")
+def library(
+    tmp_path_factory: pytest.TempPathFactory, short_lecture: Path, second_lecture: Path
+) -> Iterator[tuple[Pipeline, dict[str, str]]]:
+    data = tmp_path_factory.mktemp("library")
+    settings = Settings(data_dir=data, vlm="none")
+    pipeline = open_pipeline(settings, migrate=True)
+    ids = {
+        "first": _add(pipeline, short_lecture, data / "first.out"),
+        "second": _add(pipeline, second_lecture, data / "second.out"),
+        "other-tenant": _add(pipeline, second_lecture, data / "third.out", tenant="globex"),
+    }
+    yield pipeline, ids
+
+
+def _top(pipeline: Pipeline, query: str, tenant: str = "default", **kw: Any) -> list[dict[str, Any]]:
+    return Searcher(pipeline.settings, pipeline.sessions).search(query, tenant, **kw)
+
+
+@pytest.mark.parametrize(
+    ("query", "video", "start_s"),
+    [
+        ("a volcano can erupt without warning", "first", 6.0),  # spoken once
+        ("when does the speaker define entropy", "first", 0.0),
+        ("telescope galaxies", "first", 12.0),
+        ("crowds stormed the Bastille", "second", 6.0),
+        ("the moon pulls the ocean", "second", 12.0),
+        ("chlorophyll", "second", 0.0),  # only on the slide, never spoken
+    ],
+)
+def test_the_moment_where_it_is_said_or_shown_comes_first(
+    library: tuple[Pipeline, dict[str, str]], query: str, video: str, start_s: float
+) -> None:
+    pipeline, ids = library
+    hits = _top(pipeline, query)
+    assert hits, query
+    first = hits[0]
+    assert (first["video_id"], first["start_s"]) == (ids[video], pytest.approx(start_s, abs=0.1)), hits[:3]
+    assert first["score"] == 1.0 and first["start"] == f"00:00:{int(start_s):02d}.000"
+    assert first["path"].endswith(".mp4") and first["keyframe_index"] is not None
+
+
+def test_tenant_video_and_time_filters_hold(library: tuple[Pipeline, dict[str, str]]) -> None:
+    pipeline, ids = library
+    assert {h["video_id"] for h in _top(pipeline, "Bastille", limit=50)} <= {ids["first"], ids["second"]}
+    theirs = _top(pipeline, "Bastille", tenant="globex", limit=50)
+    assert theirs and {h["video_id"] for h in theirs} == {ids["other-tenant"]}
+    assert _top(pipeline, "Bastille", tenant="nobody") == []
+    only_first = _top(pipeline, "Bastille", video_id=ids["first"], limit=50)
+    assert only_first and {h["video_id"] for h in only_first} == {ids["first"]}
+    late = _top(pipeline, "sunlight", video_id=ids["second"], start_s=10.0, limit=50)
+    assert late and all(h["end_s"] > 10.0 for h in late)
+    with pytest.raises(BadRequest):
+        _top(pipeline, "   ")
+
+
+def test_rrf_fuses_ranks() -> None:
+    fused = rrf([[1, 2, 3], [3, 1]], k=60)
+    assert [d for d, _ in fused] == [1, 3, 2]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+
+
+def _ranking(pipeline: Pipeline, queries: list[str]) -> list[list[tuple[str, float]]]:
+    return [[(h["video_id"], h["start_s"]) for h in _top(pipeline, q)] for q in queries]
+
+
+QUERIES = ["volcano", "entropy in a message", "French revolution", "tides and the moon", "sugar"]
+
+
+def test_an_index_rebuilt_from_the_database_gives_the_same_results(
+    library: tuple[Pipeline, dict[str, str]],
+) -> None:
+    pipeline, _ = library
+    before = _ranking(pipeline, QUERIES)
+    index = VectorIndex(pipeline.settings, pipeline.sessions)
+    old = Manifest.read(index.root)
+    for path in index.root.iterdir():  # lose every index file
+        path.unlink()
+    manifest = index.rebuild()
+    assert manifest is not None and manifest.count == old.count if old else True
+    assert _ranking(pipeline, QUERIES) == before
+
+
+def test_a_crash_between_the_temp_write_and_the_rename_leaves_the_old_index(
+    library: tuple[Pipeline, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline, _ = library
+    index = VectorIndex(pipeline.settings, pipeline.sessions)
+    before = Manifest.read(index.root)
+    assert before is not None
+    old_bytes = (index.root / before.file).read_bytes()
+    real_replace = os.replace
+
+    class Killed(BaseException):
+        """What the process sees of a kill: nothing after this point runs."""
+
+    def crash_on_index_rename(src: Any, dst: Any) -> None:
+        if str(dst).endswith(".faiss"):
+            raise Killed
+        real_replace(src, dst)
+
+    monkeypatch.setattr("videopipe.index.os.replace", crash_on_index_rename)
+    with pytest.raises(Killed):
+        index.rebuild()
+    monkeypatch.undo()
+    assert [p for p in index.root.iterdir() if p.name.endswith(".tmp")]  # the half-done write is there...
+    assert Manifest.read(index.root) == before  # ...but the manifest still names the old file, whole
+    assert (index.root / before.file).read_bytes() == old_bytes
+    fresh = VectorIndex(pipeline.settings, pipeline.sessions)
+    loaded = fresh.current()
+    assert loaded is not None and loaded[1].ntotal == before.count
+    assert _top(pipeline, "volcano")[0]["start_s"] == pytest.approx(6.0)
+    assert fresh.rebuild() is not None  # and the next writer gets on with it
+
+
+def test_changing_the_embedding_model_swaps_versions_with_no_empty_window(
+    library: tuple[Pipeline, dict[str, str]],
+) -> None:
+    pipeline, _ = library
+    searcher = Searcher(pipeline.settings, pipeline.sessions)
+    assert searcher.index.model == INT8
+    results: list[int] = []
+    stop = threading.Event()
+
+    def keep_searching() -> None:
+        while not stop.is_set():
+            results.append(len(searcher.search("volcano", "default")))
+
+    thread = threading.Thread(target=keep_searching)
+    thread.start()
+    try:
+        changed = pipeline.settings.model_copy(update={"search": SearchSettings(embedding_model="bundled:minilm")})
+        manifest = VectorIndex(changed, pipeline.sessions).rebuild()
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        thread.join()
+    assert manifest is not None and manifest.model == FLOAT
+    assert len(results) > 5 and min(results) > 0  # every search during the swap found moments
+    assert searcher.index.model == FLOAT  # the reader picked up the new version by itself
+    assert searcher.search("volcano", "default")[0]["start_s"] == pytest.approx(6.0)
+    # Query vectors come from the serving model: the two MiniLM builds agree closely.
+    a, b = open_embedder(pipeline.settings, INT8), open_embedder(pipeline.settings, FLOAT)
+    assert float(np.dot(a.embed(["magma"])[0], b.embed(["magma"])[0])) > 0.98
+
+
+def test_ask_without_a_model_answers_with_the_best_moment_and_says_so(
+    library: tuple[Pipeline, dict[str, str]],
+) -> None:
+    pipeline, ids = library
+    answer = Asker(pipeline, pipeline.settings).ask("default", ids["first"], "When does the speaker define entropy?")
+    assert answer["mode"] == "extractive" and answer["model"] is None and "not a generated answer" in answer["note"]
+    assert "entropy" in answer["answer"].lower()
+    assert answer["citations"][0]["start_s"] == 0.0 and answer["citations"][0]["end_s"] == pytest.approx(6.0)
+
+
+def test_ask_with_a_served_model_cites_checked_times_and_looks_again(
+    library: tuple[Pipeline, dict[str, str]],
+) -> None:
+    pipeline, ids = library
+    server = FakeVLLM()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        reply = {"answer": "The volcano is discussed here.",
+                 "citations": [{"start": "00:06.50", "end": "00:11.00"}, {"start": "05:00.00", "end": "05:10.00"}]}  # fmt: skip
+        server.script = [(200, completion(json.dumps(reply))), (200, completion('{"supported": true, "reason": "ok"}'))]
+        settings = pipeline.settings.model_copy(update={
+            "vlm_url": server.url, "vlm": "openai",
+            "understanding": UnderstandingSettings(max_retries=0, retry_backoff_s=0.0)})  # fmt: skip
+        answer = Asker(pipeline, settings).ask("default", ids["first"], "When is the volcano discussed?")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer["mode"] == "whole-video" and answer["model"] == settings.vlm_model
+    assert [(c["start_s"], c["end_s"]) for c in answer["citations"]] == [(6.5, 11.0)]  # 5:00 is past the end
+    assert answer["confidence"] == 0.9 and "outside the video" in answer["note"]
+    first, second = server.requests
+    user = first["messages"][1]["content"]
+    assert [p["type"] for p in user] == ["video_url", "text"] and "When is the volcano discussed?" in user[-1]["text"]
+    assert re.search(r"\[00:0[67]\.\d\d\] A volcano can erupt", user[-1]["text"])  # transcript lines, timed
+    assert "Proposed answer: The volcano is discussed here." in second["messages"][1]["content"][-1]["text"]
+
+
+def test_ask_with_the_tiny_qwen3_vl_model_gives_a_well_formed_answer(
+    library: tuple[Pipeline, dict[str, str]], tiny_qwen: Path
+) -> None:
+    pipeline, ids = library
+    settings = pipeline.settings.model_copy(update={"vlm_model": str(tiny_qwen), "vlm": "transformers"})
+    answer = Asker(pipeline, settings).ask("default", ids["first"], "What erupts?")
+    # Random weights write no JSON: the answer falls back to the best moments and says why.
+    assert answer["mode"] in ("extractive", "whole-video")
+    if answer["mode"] == "extractive":
+        assert "could not be read" in answer["note"] and "volcano" in answer["answer"].lower()
+
+
+def test_model_answers_are_parsed_and_checked() -> None:
+    answer, cites, dropped = _parse('```json\n{"answer": "At the start.", "citations": ["00:01.5", '
+                                    '{"start": 12, "end": 9}, {"start": "bad"}]}\n```', 18.0)  # fmt: skip
+    assert answer == "At the start." and dropped == 1
+    assert [(c["start_s"], c["end_s"]) for c in cites] == [(1.5, 2.0), (9.0, 12.0)]
+    assert _parse("I think it is at the start", 18.0) == (None, [], 0)
+    assert _parse('{"answer": ""}', 18.0)[0] is None
+
+
+def test_search_ask_and_eval_from_the_command_line(short_lecture: Path, tmp_path: Path) -> None:
+    env = {"VIDEOPIPE_DATA_DIR": str(tmp_path / "data"), "VIDEOPIPE_VLM": "none"}
+    done = run_cli("analyze", str(short_lecture), "--profile", "lecture", "-q", "--out", str(tmp_path / "o"),
+                   cwd=tmp_path, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found = run_cli("search", "volcano erupts", "--json", cwd=tmp_path, env=env)
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    assert isinstance(hits, list) and hits[0]["start_s"] == 6.0 and hits[0]["end_s"] == pytest.approx(12.0)
+    assert hits[0]["link"] == f"{short_lecture.resolve().as_uri()}#t=6.000"
+    assert {"video_id", "path", "start", "end", "score", "text"} <= set(hits[0])
+
+    asked = run_cli("ask", str(short_lecture), "what did the telescope reveal?", "--json", cwd=tmp_path, env=env)
+    assert asked.returncode == 0, asked.stderr
+    answer = json.loads(asked.stdout)
+    assert "galaxies" in answer["answer"] and answer["citations"][0]["start_s"] == 12.0
+
+    dataset = tmp_path / "eval.jsonl"
+    lines = [
+        {"video": str(short_lecture), "query": "volcano", "start_s": 6.0, "end_s": 12.0},
+        {"video": str(short_lecture), "query": "distant galaxies", "start_s": 12.0, "end_s": 18.0},
+        {"video": str(short_lecture), "query": "entropy", "start_s": 0.0, "end_s": 3.0},
+        {"video": str(short_lecture), "question": "When is uncertainty measured?", "start_s": 0.0, "end_s": 6.0},
+    ]
+    dataset.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    report = run_cli("eval", str(dataset), "--json", cwd=tmp_path, env=env)
+    assert report.returncode == 0, report.stderr
+    metrics = json.loads(report.stdout)
+    search = metrics["search"]["summary"]
+    assert search["n"] == 3 and search["R@1,IoU=0.3"] == 1.0 and search["R@5,IoU=0.5"] == 1.0
+    assert search["R@1,IoU=0.7"] == pytest.approx(2 / 3, abs=1e-3)  # the third span is half the moment: IoU 0.5
+    assert metrics["grounding"]["summary"]["R@1,IoU=0.5"] == 1.0
+    table = run_cli("eval", str(dataset), cwd=tmp_path, env=env)
+    assert "R@1 IoU.5" in table.stdout and "search" in table.stdout
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"video": "x.mp4", "start_s": 1}\n')
+    refused = run_cli("eval", str(bad), cwd=tmp_path, env=env)
+    assert refused.returncode == 2 and "bad.jsonl:1" in refused.stderr
+
+
+def test_iou() -> None:
+    assert iou((0, 10), (5, 15)) == pytest.approx(5 / 15)
+    assert iou((0, 1), (2, 3)) == 0.0
