@@ -275,9 +275,11 @@ def events_csv(video_id: VideoId, tenant: Tenant, state: State) -> PlainTextResp
 @router.get(
     "/{video_id}/media",
     response_class=StreamingResponse,
-    responses={200: {"content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}},
-               206: {"description": "A byte range (Range requests are supported)"},
-               **problem_responses(401, 404, 416, 422)},  # fmt: skip
+    responses={
+        200: {"content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}}},
+        206: {"description": "A byte range (Range requests are supported)"},
+        **problem_responses(401, 404, 416, 422),
+    },
     summary="The original video, for players (byte ranges supported; search links point here with #t=)",
 )
 def media(video_id: VideoId, tenant: Tenant, state: State) -> Response:

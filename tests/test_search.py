@@ -214,8 +214,8 @@ def test_ask_with_a_served_model_cites_checked_times_and_looks_again(
     server = FakeVLLM()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        reply = {"answer": "The volcano is discussed here.",
-                 "citations": [{"start": "00:06.50", "end": "00:11.00"}, {"start": "05:00.00", "end": "05:10.00"}]}  # fmt: skip
+        cited = [{"start": "00:06.50", "end": "00:11.00"}, {"start": "05:00.00", "end": "05:10.00"}]
+        reply = {"answer": "The volcano is discussed here.", "citations": cited}
         server.script = [(200, completion(json.dumps(reply))), (200, completion('{"supported": true, "reason": "ok"}'))]
         settings = pipeline.settings.model_copy(update={
             "vlm_url": server.url, "vlm": "openai",

@@ -22,7 +22,8 @@ def build_moments(doc: dict[str, Any], window_s: float = 60.0) -> list[dict[str,
             screen = " ".join(dict.fromkeys(o["text"].replace("\n", " ").strip() for o in shown))
             in_window = [k for k in keyframes if w_start <= k["t_s"] < w_end]
             in_scene = [k for k in keyframes if k.get("scene_index") == scene["index"]]
-            keyframe = (in_window or in_scene or [None])[0]
+            chosen = in_window or in_scene
+            keyframe = chosen[0] if chosen else None
             moments.append({
                 "start_s": round(w_start, 3), "end_s": round(w_end, 3), "caption": scene.get("caption") or "",
                 "speech": speech, "screen_text": screen,
