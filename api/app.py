@@ -178,6 +178,17 @@ def create_app(
     return app
 
 
+def app_from_env() -> FastAPI:
+    """The app as `videopipe serve` builds it, from the environment (uvicorn's factory for --workers > 1)."""
+    import os
+
+    from videopipe.cli import pipeline_with_dispatcher
+
+    settings = Settings()
+    pipeline, runner = pipeline_with_dispatcher(settings)
+    return create_app(settings, pipeline, runner, host=os.environ.get("VIDEOPIPE_SERVE_HOST", "127.0.0.1"))
+
+
 def _housekeeping(state: AppState, stop: threading.Event) -> None:
     """Send again stages nobody is running (embedded mode: after a restart), and drop stale uploads."""
     while not stop.is_set():

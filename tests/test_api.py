@@ -434,3 +434,35 @@ def test_serve_starts_open_on_localhost_and_requires_keys_once_one_exists(tmp_pa
     refused = run_cli("serve", "--host", "0.0.0.0", cwd=tmp_path,
                       env={"VIDEOPIPE_DATA_DIR": str(tmp_path), "VIDEOPIPE_API__AUTH": "open"})  # fmt: skip
     assert refused.returncode == 2 and "localhost only" in refused.stderr
+
+
+def test_search_and_ask_over_http_stay_inside_the_tenant(api: Api, lecture_id: str, short_lecture: Path) -> None:
+    with api.client("alpha") as alpha:
+        r = alpha.get("/v1/search", params={"q": "a volcano can erupt without warning"})
+        assert r.status_code == 200, r.text
+        first = r.json()["items"][0]
+        assert first["video_id"] == lecture_id and first["start_s"] == 6.0 and first["score"] == 1.0
+        assert first["link"] == f"/v1/videos/{lecture_id}/media#t=6.000"
+        assert alpha.get(first["keyframe_url"]).headers["content-type"] == "image/jpeg"
+        inside = alpha.get("/v1/search", params={"q": "galaxies", "video_id": lecture_id, "start_s": 10}).json()
+        assert inside["items"] and all(h["end_s"] > 10 for h in inside["items"])
+        _problem(alpha.get("/v1/search", params={"q": " "}), 400, "bad-request")
+
+        answer = alpha.post(f"/v1/videos/{lecture_id}/ask", json={"question": "What did the telescope reveal?"})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["mode"] == "extractive" and "galaxies" in body["answer"]
+        assert body["citations"][0]["start_s"] == 12.0
+
+        # The original, for players: whole and by byte range.
+        media = alpha.get(f"/v1/videos/{lecture_id}/media")
+        assert media.status_code == 200 and media.content == short_lecture.read_bytes()
+        part = alpha.get(f"/v1/videos/{lecture_id}/media", headers={"Range": "bytes=0-99"})
+        assert part.status_code == 206 and part.content == short_lecture.read_bytes()[:100]
+
+    with api.client("beta") as beta:
+        found = beta.get("/v1/search", params={"q": "a volcano can erupt without warning", "limit": 100}).json()
+        assert lecture_id not in {h["video_id"] for h in found["items"]}
+        _problem(beta.get("/v1/search", params={"q": "volcano", "video_id": lecture_id}), 404, "not-found")
+        _problem(beta.post(f"/v1/videos/{lecture_id}/ask", json={"question": "what erupts?"}), 404, "not-found")
+        _problem(beta.get(f"/v1/videos/{lecture_id}/media"), 404, "not-found")

@@ -299,3 +299,16 @@ def test_search_ask_and_eval_from_the_command_line(short_lecture: Path, tmp_path
 def test_iou() -> None:
     assert iou((0, 10), (5, 15)) == pytest.approx(5 / 15)
     assert iou((0, 1), (2, 3)) == 0.0
+
+
+def test_past_the_size_threshold_the_index_is_hnsw_and_finds_the_same_moments(
+    library: tuple[Pipeline, dict[str, str]],
+) -> None:
+    pipeline, _ = library
+    before = _ranking(pipeline, QUERIES)
+    small = pipeline.settings.model_copy(update={"search": SearchSettings(exact_below=2)})
+    manifest = VectorIndex(small, pipeline.sessions).rebuild()
+    assert manifest is not None and manifest.kind == "hnsw"
+    after = _ranking(pipeline, QUERIES)
+    assert [r[0] for r in after] == [r[0] for r in before]  # the same first hit for every query
+    assert VectorIndex(pipeline.settings, pipeline.sessions).rebuild().kind == "flat"  # type: ignore[union-attr]

@@ -622,16 +622,18 @@ def worker(queues: str, concurrency: int, beat: bool, loglevel: str) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (0.0.0.0: every interface).")
 @click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Server processes.")
 @click.option("--log-level", default="info", show_default=True)
 @_handle_errors
-def serve(host: str, port: int, log_level: str) -> None:
-    """Run the REST API (docs at /docs). Without a broker, the stages run inside this process."""
+def serve(host: str, port: int, workers: int, log_level: str) -> None:
+    """Run the REST API (docs at /docs). Without a broker, the stages run inside the server process(es)."""
+    import os
+
     import uvicorn
 
-    from api.app import create_app
+    from api.app import app_from_env
     from api.context import RequestIdFilter
 
-    settings = Settings()
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
     handler.addFilter(RequestIdFilter())
@@ -639,11 +641,19 @@ def serve(host: str, port: int, log_level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(log_level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    pipeline, runner = pipeline_with_dispatcher(settings)
-    app = create_app(settings, pipeline, runner, host=host)
-    mode = "in-process stages (no broker configured)" if runner is not None else f"workers via {settings.broker_url}"
+    os.environ["VIDEOPIPE_SERVE_HOST"] = host
+    settings = Settings()
+    mode = "workers via " + settings.broker_url if settings.broker_url else "in-process stages (no broker configured)"
     logging.getLogger("api").info("videopipe API on http://%s:%d (%s); docs at /docs", host, port, mode)
-    uvicorn.run(app, host=host, port=port, log_config=None, log_level=log_level, access_log=False)
+    if workers == 1:
+        uvicorn.run(app_from_env(), host=host, port=port, log_config=None, log_level=log_level, access_log=False)
+    else:
+        if settings.database_url is None:
+            from videopipe.pipeline import open_pipeline
+
+            open_pipeline(settings, migrate=True)  # migrate once, before the processes start
+        uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_config=None,
+                    log_level=log_level, access_log=False)  # fmt: skip
 
 
 @main.group()

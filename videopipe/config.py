@@ -156,12 +156,14 @@ class SearchSettings(BaseModel):
     # Scenes longer than this are split into moments at transcript boundaries (about this long each).
     moment_window_s: float = Field(60.0, ge=5)
     # Exact (flat) search below this many vectors; HNSW above (measured: benchmarks/search.py).
-    exact_below: int = Field(200_000, ge=0)
+    exact_below: int = Field(20_000, ge=0)
     hnsw_m: int = Field(32, ge=4, le=128)
     hnsw_ef_construction: int = Field(80, ge=8)
     hnsw_ef_search: int = Field(96, ge=8)
     rrf_k: int = Field(60, ge=1)  # reciprocal rank fusion constant
     candidates: int = Field(50, ge=5, le=1000)  # per ranker, before fusion
+    # Full-text "any word" matching leaves out words once the moments having them pass this many.
+    lexical_max_docs: int = Field(5000, ge=10)
 
 
 class ApiSettings(BaseModel):

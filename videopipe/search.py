@@ -4,6 +4,7 @@ tsvector) by reciprocal rank fusion, always inside one tenant, optionally inside
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import numpy as np
@@ -20,8 +21,21 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_CHARS = 500
 
 
+# Words too common to say anything about where a moment is (they would make full-text matching scan everything).
+_STOPWORDS = (
+    "a about above after again all am an and any are as at be because been before being below between both but by "
+    "can could did do does doing down during each few for from further had has have having he her here hers him his "
+    "how i if in into is it its itself just me more most my no nor not now of off on once only or other our out over "
+    "own same she should so some such than that the their them then there these they this those through to too "
+    "under until up very was we were what when where which while who whom why will with would you your"
+)
+STOPWORDS = frozenset(_STOPWORDS.split())
+
+
 def query_terms(query: str) -> list[str]:
-    return list(dict.fromkeys(w.lower() for w in _WORD.findall(query) if len(w) > 1 or w.isdigit()))[:32]
+    words = [w.lower() for w in _WORD.findall(query)]
+    kept = [w for w in words if (len(w) > 1 or w.isdigit()) and w not in STOPWORDS]
+    return list(dict.fromkeys(kept))[:32]
 
 
 def rrf(rankings: list[list[int]], k: int) -> list[tuple[int, float]]:
@@ -38,6 +52,7 @@ class Searcher:
         self.settings = settings
         self.sessions = sessions
         self.index: VectorIndex = vector_index(settings, sessions)
+        self._df: dict[str, tuple[int, float]] = {}
         bind = sessions.kw.get("bind")
         self.dialect = bind.dialect.name if isinstance(bind, Engine) else "sqlite"
 
@@ -115,7 +130,10 @@ class Searcher:
     def _lexical_ranking(
         self, query: str, tenant: str, video_id: str | None, start_s: float | None, end_s: float | None, n: int
     ) -> list[int]:
-        terms = query_terms(query)
+        """Moments with every query word first (cheap: few match), then, when those are fewer than `n`, moments
+        with any of the query's rarer words. Words in a large share of moments are left out of that second query:
+        they say little about where a moment is, and ranking every moment that has them costs the most."""
+        terms = [t for t in (re.sub(r"\W", "", t) for t in query_terms(query)) if t]
         if not terms:
             return []
         params: dict[str, Any] = {"tenant": tenant, "n": n}
@@ -129,23 +147,61 @@ class Searcher:
         if end_s is not None:
             where.append("m.start_s < :end_s")
             params["end_s"] = end_s
+        ranked = self._full_text(terms, "and", where, params)
+        if len(ranked) < n and len(terms) > 1:
+            seen = set(ranked)
+            rare = self._rare_terms(terms)
+            if rare:
+                ranked += [i for i in self._full_text(rare, "or", where, params) if i not in seen]
+        return ranked[:n]
+
+    def _full_text(self, terms: list[str], op: str, where: list[str], params: dict[str, Any]) -> list[int]:
         if self.dialect == "sqlite":
-            params["match"] = " OR ".join('"' + t.replace('"', "") + '"' for t in terms)
+            joiner = " OR " if op == "or" else " AND "
+            params = {**params, "match": joiner.join(f'"{t}"' for t in terms)}
             sql = (
                 "SELECT m.id FROM moments_fts JOIN moments m ON m.id = moments_fts.rowid "
                 f"WHERE moments_fts MATCH :match AND {' AND '.join(where)} "
                 "ORDER BY bm25(moments_fts, 2.0, 1.5, 1.0) LIMIT :n"
             )
         else:
-            params["tsq"] = " | ".join(re.sub(r"\W", "", t) for t in terms if re.sub(r"\W", "", t))
-            if not params["tsq"]:
-                return []
+            params = {**params, "tsq": (" | " if op == "or" else " & ").join(terms)}
             sql = (
                 "SELECT m.id FROM moments m, to_tsquery('english', :tsq) q "
                 f"WHERE m.tsv @@ q AND {' AND '.join(where)} ORDER BY ts_rank_cd(m.tsv, q) DESC, m.id LIMIT :n"
             )
         with self.sessions() as s:
             return [int(r[0]) for r in s.execute(text(sql), params)]
+
+    def _rare_terms(self, terms: list[str]) -> list[str]:
+        """The query's words, rarest first, while the moments having any of them stay under `lexical_max_docs`."""
+        budget = self.settings.search.lexical_max_docs
+        kept, total = [], 0
+        for term, df in sorted(((t, self._doc_freq(t)) for t in terms), key=lambda x: x[1]):
+            if df == 0:
+                continue
+            if total + df > budget:
+                break
+            kept.append(term)
+            total += df
+        return kept
+
+    def _doc_freq(self, term: str) -> int:
+        """How many moments (all tenants) contain `term`; cached for a few minutes (it changes slowly)."""
+        now = time.monotonic()
+        cached = self._df.get(term)
+        if cached is not None and now - cached[1] < 300:
+            return cached[0]
+        if self.dialect == "sqlite":
+            sql, params = "SELECT count(*) FROM moments_fts WHERE moments_fts MATCH :t", {"t": f'"{term}"'}
+        else:
+            sql, params = "SELECT count(*) FROM moments WHERE tsv @@ to_tsquery('english', :t)", {"t": term}
+        with self.sessions() as s:
+            df = int(s.execute(text(sql), params).scalar() or 0)
+        if len(self._df) > 50_000:
+            self._df.clear()
+        self._df[term] = (df, now)
+        return df
 
     # -- results -------------------------------------------------------------------------------------------
     def _hydrate(
