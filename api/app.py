@@ -52,6 +52,7 @@ class AppState:
     auth_mode: str  # "open" or "keys"
     runner: Any = None  # EmbeddedRunner when no broker is configured
     extras: dict[str, Any] = field(default_factory=dict)  # search index, batch service...
+    batch_wakeup: threading.Event = field(default_factory=threading.Event)  # set: move batches on now
     _keys_seen: tuple[float, bool] = (0.0, False)
 
     def open_now(self) -> bool:
@@ -128,26 +129,32 @@ def create_app(
 ) -> FastAPI:
     """The app over `pipeline`. `runner`: the in-process runner (embedded mode); `background`: run the
     reconciler and upload expiry in a thread while the app is up."""
-    from api import routes_ops, routes_search, routes_uploads, routes_videos
+    from api import routes_batches, routes_ops, routes_search, routes_uploads, routes_videos
+    from videopipe.batches import Batches
 
     library = Library(pipeline)
     keys = KeyStore(pipeline.sessions)
     metrics = Metrics(pipeline.sessions)
     state = AppState(settings, pipeline, library, Uploads(library), keys, metrics, decide_auth(settings, keys, host),
-                     runner)  # fmt: skip
+                     runner, extras={"batches": Batches(pipeline)})  # fmt: skip
     stop = threading.Event()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        thread = None
+        threads = []
         if background:
-            thread = threading.Thread(target=_housekeeping, args=(state, stop), name="vp-housekeeping", daemon=True)
-            thread.start()
+            threads = [
+                threading.Thread(target=_housekeeping, args=(state, stop), name="vp-housekeeping", daemon=True),
+                threading.Thread(target=_batches, args=(state, stop), name="vp-batches", daemon=True),
+            ]
+            for thread in threads:
+                thread.start()
         try:
             yield
         finally:
             stop.set()
-            if thread is not None:
+            state.batch_wakeup.set()
+            for thread in threads:
                 thread.join(timeout=5)
             if runner is not None:
                 runner.shutdown()
@@ -172,6 +179,7 @@ def create_app(
     app.include_router(routes_videos.router)
     app.include_router(routes_uploads.router)
     app.include_router(routes_search.router)
+    app.include_router(routes_batches.router)
     app.include_router(routes_ops.router)
     for hook in on_startup or []:
         hook(state)
@@ -199,3 +207,15 @@ def _housekeeping(state: AppState, stop: threading.Event) -> None:
         except Exception:  # never let housekeeping kill the server; the next round tries again
             log.exception("housekeeping failed")
         stop.wait(state.settings.jobs.reconcile_every_s)
+
+
+def _batches(state: AppState, stop: threading.Event) -> None:
+    """Move running batches on: tag what finished analysing, queue the next files (woken early by new batches)."""
+    batches = state.extras["batches"]
+    while not stop.is_set():
+        try:
+            batches.advance_all(state.settings.batches.max_in_flight)
+        except Exception:
+            log.exception("moving batches on failed")
+        state.batch_wakeup.wait(state.settings.batches.advance_every_s)
+        state.batch_wakeup.clear()

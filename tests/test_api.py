@@ -22,12 +22,12 @@ from tusclient import client as tus
 from api.app import create_app
 from tests.conftest import POSTGRES_ADMIN_URL, live_server
 from videopipe.auth import KeyStore
-from videopipe.config import ApiSettings, JobSettings, LimitSettings, Settings
+from videopipe.config import ApiSettings, BatchSettings, JobSettings, LimitSettings, Settings
 from videopipe.db.migrate import upgrade
 from videopipe.db.models import Upload, Video
 from videopipe.db.scratch import scratch_database
 from videopipe.pipeline import EmbeddedRunner, Pipeline, open_pipeline
-from videopipe.samples import SampleVideo
+from videopipe.samples import TOPIC_VOCABULARY, SampleVideo, write_topic_lecture
 
 MAX_BYTES = 3 * 1024 * 1024
 OPTIONS = '{"profile": "lecture", "vlm": "none", "motion": false}'
@@ -68,6 +68,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             limits=LimitSettings(max_file_bytes=MAX_BYTES),
             jobs=JobSettings(lease_s=30),
             api=ApiSettings(ingest_dirs=[str(ingest)]),
+            batches=BatchSettings(advance_every_s=0.3),
         )
         holder: dict[str, Pipeline] = {}
         runner = EmbeddedRunner(lambda: holder["p"], concurrency=1)
@@ -466,3 +467,73 @@ def test_search_and_ask_over_http_stay_inside_the_tenant(api: Api, lecture_id: s
         _problem(beta.get("/v1/search", params={"q": "volcano", "video_id": lecture_id}), 404, "not-found")
         _problem(beta.post(f"/v1/videos/{lecture_id}/ask", json={"question": "what erupts?"}), 404, "not-found")
         _problem(beta.get(f"/v1/videos/{lecture_id}/media"), 404, "not-found")
+
+
+def _wait_batch(http: httpx.Client, batch_id: str, timeout_s: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        info = http.get(f"/v1/batches/{batch_id}").json()
+        assert 0.0 <= info["progress"] <= 1.0
+        if info["status"] != "running":
+            return info
+        time.sleep(0.3)
+    raise AssertionError(f"batch {batch_id} not finished after {timeout_s} s: {info}")
+
+
+def test_a_batch_over_ids_and_a_folder_tags_everything_it_can_and_reports_the_rest(
+    api: Api, lecture_id: str, short_lecture: Path
+) -> None:
+    folder = api.settings.api.ingest_dirs[0]
+    batch_dir = Path(folder) / "batch"
+    batch_dir.mkdir()
+    write_topic_lecture(batch_dir / "cooking.mp4", "cooking")
+    (batch_dir / "broken.mp4").write_bytes(short_lecture.read_bytes()[:5000])
+    vocabulary = [{"tag": t, "description": d} for t, d in TOPIC_VOCABULARY] + ["entropy: information theory"]
+    with api.client("alpha") as alpha:
+        r = alpha.post("/v1/batches", json={"video_ids": [lecture_id], "path": str(batch_dir),
+                                            "vocabulary": vocabulary, "top_k": 3,
+                                            "options": {"profile": "lecture", "motion": False}})  # fmt: skip
+        assert r.status_code == 201, r.text
+        batch_id = r.json()["id"]
+        assert r.headers["location"] == f"/v1/batches/{batch_id}" and r.json()["total"] == 3
+        info = _wait_batch(alpha, batch_id)
+        assert info["status"] == "done" and info["progress"] == 1.0, info
+        assert info["counts"] == {"pending": 0, "analyzing": 0, "done": 2, "failed": 1, "cancelled": 0}
+        items = {Path(i["source"]).name: i for i in info["items"]}
+        lecture = items[f"video:{lecture_id}"]
+        assert lecture["reused"] and lecture["tags"][0]["tag"] in ("entropy", "astronomy", "geology")
+        assert {"entropy", "astronomy", "geology"} & {t["tag"] for t in lecture["tags"]}
+        cooking = items["cooking.mp4"]
+        assert not cooking["reused"] and cooking["tags"][0]["tag"] == "cooking" and cooking["tags"][0]["support"]
+        broken = items["broken.mp4"]
+        assert broken["status"] == "failed" and broken["video_id"] is None and "cut off" in broken["error"]
+
+        exported = alpha.get(f"/v1/batches/{batch_id}/tags.csv")
+        assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(exported.text)))
+        assert {r["video_id"] for r in rows} == {lecture_id, cooking["video_id"]} and len(rows) == 6
+        as_json = alpha.get(f"/v1/batches/{batch_id}/tags.json").json()
+        assert [v["video_id"] for v in as_json] == [lecture_id, cooking["video_id"]]
+
+        # Retry the failed item once the file is whole: it completes, the rest is left as it was.
+        (batch_dir / "broken.mp4").write_bytes(short_lecture.read_bytes())
+        r = alpha.post(f"/v1/batches/{batch_id}/retry")
+        assert r.status_code == 200 and r.json()["status"] == "running" and r.json()["counts"]["pending"] == 1
+        info = _wait_batch(alpha, batch_id)
+        assert info["counts"]["done"] == 3 and info["counts"]["failed"] == 0
+        assert [b["id"] for b in alpha.get("/v1/batches").json()["items"]] == [batch_id]
+
+        # Cancelling stops what has not started.
+        r = alpha.post("/v1/batches", json={"path": str(batch_dir), "top_k": 2})
+        cancelled = alpha.post(f"/v1/batches/{r.json()['id']}/cancel").json()
+        assert cancelled["status"] == "cancelled"
+        _problem(alpha.post("/v1/batches", json={"path": "/etc"}), 400, "bad-request")
+        _problem(alpha.post("/v1/batches", json={"video_ids": ["0" * 32]}), 404, "not-found")
+        _problem(alpha.post("/v1/batches", json={"top_k": 3}), 422, "invalid-request")
+
+    with api.client("beta") as beta:
+        _problem(beta.get(f"/v1/batches/{batch_id}"), 404, "not-found")
+        _problem(beta.get(f"/v1/batches/{batch_id}/tags.csv"), 404, "not-found")
+        _problem(beta.post(f"/v1/batches/{batch_id}/cancel"), 404, "not-found")
+        _problem(beta.post("/v1/batches", json={"video_ids": [lecture_id]}), 404, "not-found")
+        assert beta.get("/v1/batches").json()["items"] == []

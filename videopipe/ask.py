@@ -21,6 +21,7 @@ from videopipe.config import Settings
 from videopipe.errors import BadRequest, VLMError
 from videopipe.pipeline import Pipeline
 from videopipe.search import Searcher
+from videopipe.storage import BlobStore
 from videopipe.timefmt import fmt_time
 from videopipe.vlm import Prompt, VLMBackend, select_backend
 from videopipe.vlm.parsing import OutputParseError, extract_json, fmt_mmss, parse_time
@@ -99,7 +100,7 @@ class Asker:
         u = self.settings.understanding
         workdir = Path(tempfile.mkdtemp(prefix="vp-ask-"))
         try:
-            images = self._keyframes(doc, workdir)
+            images = fetch_keyframes(self.pipeline.store, doc, workdir)
 
             def plan_for(start: float, end: float, keyframes: Sequence[dict[str, Any]]) -> tuple[Any, str]:
                 text = _question_text(name, duration, doc, question, start, end)
@@ -116,7 +117,7 @@ class Asker:
                 near = [k for k in doc["keyframes"] if any(s - 1 <= k["t_s"] <= e + 1 for s, e in spans)]
                 plan, text = plan_for(start, end, near or doc["keyframes"][:1])
                 mode = "retrieved-moments"
-            frames = [(c.t_s, _resized(images[int(c.ref)], plan.width, plan.height)) for c in plan.frames]
+            frames = [(c.t_s, resized(images[int(c.ref)], plan.width, plan.height)) for c in plan.frames]
             completion = backend.generate(Prompt(ASK_SYSTEM, text, frames, u.duplicate_frames), 512)
             answer, citations, dropped = _parse(completion.text, duration)
             if answer is None:
@@ -141,15 +142,6 @@ class Asker:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _keyframes(self, doc: dict[str, Any], workdir: Path) -> dict[int, Path]:
-        out = {}
-        for k in doc["keyframes"]:
-            target = workdir / f"{k['index']:05d}.jpg"
-            with self.pipeline.store.open(k["blob_key"]) as src, target.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-            out[int(k["index"])] = target
-        return out
-
     def _confirm(
         self,
         backend: VLMBackend,
@@ -166,8 +158,8 @@ class Asker:
         if not inside and doc["keyframes"]:
             inside = [min(doc["keyframes"], key=lambda k: abs(k["t_s"] - (start + end) / 2))]
         inside = inside[:8]
-        w, h = _fit(size, 256 * 256)
-        frames = [(k["t_s"], _resized(images[int(k["index"])], w, h)) for k in inside]
+        w, h = fit_size(size, 256 * 256)
+        frames = [(k["t_s"], resized(images[int(k["index"])], w, h)) for k in inside]
         said = timed_lines(doc.get("transcript", []), start - 1, end + 1)
         text = "\n".join([f"The clip from {fmt_mmss(start)} to {fmt_mmss(end)}.", *(["Transcript:", *said] if said
                           else []), f"Question: {question}", f"Proposed answer: {answer}",
@@ -212,12 +204,23 @@ def _parse(text: str, duration: float) -> tuple[str | None, list[dict[str, Any]]
     return data["answer"].strip(), citations, dropped
 
 
-def _fit(size: tuple[int, int], pixels: int) -> tuple[int, int]:
+def fetch_keyframes(store: BlobStore, doc: dict[str, Any], workdir: Path) -> dict[int, Path]:
+    """The video's keyframes copied from the blob store into `workdir`, by keyframe index."""
+    out = {}
+    for k in doc["keyframes"]:
+        target = workdir / f"{k['index']:05d}.jpg"
+        with store.open(k["blob_key"]) as src, target.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+        out[int(k["index"])] = target
+    return out
+
+
+def fit_size(size: tuple[int, int], pixels: int) -> tuple[int, int]:
     w, h = size
     scale = min(1.0, (pixels / max(1, w * h)) ** 0.5)
     return max(32, int(w * scale) // 32 * 32), max(32, int(h * scale) // 32 * 32)
 
 
-def _resized(path: Path, width: int, height: int) -> Image.Image:
+def resized(path: Path, width: int, height: int) -> Image.Image:
     with Image.open(path) as image:
         return image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)

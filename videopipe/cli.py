@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import click
 import pydantic
@@ -57,7 +57,7 @@ class RichProgress:
         )
         self._task: TaskID | None = None
 
-    def __enter__(self) -> RichProgress:
+    def __enter__(self) -> Self:
         self._bar.start()
         return self
 
@@ -69,8 +69,9 @@ class RichProgress:
         self._bar.stop()
 
     def start(self, stage: str, total: float) -> None:
-        if self._task is not None:
-            self._bar.update(self._task, completed=self._bar.tasks[self._task].total)
+        if self._task is not None:  # finish the previous stage's bar (tasks are listed, not indexed, by id)
+            total = next((t.total for t in self._bar.tasks if t.id == self._task), None)
+            self._bar.update(self._task, completed=total)
         self._task = self._bar.add_task(_STAGE_LABELS.get(stage, stage), total=max(total, 1e-9))
 
     def update(self, done: float) -> None:
@@ -356,6 +357,162 @@ def eval_(dataset: Path, vlm: str | None, tenant: str, as_json: bool) -> None:
         table.add_row(kind, str(m["n"]), *(f"{m[f'R@1,IoU={t}']:.3f}" for t in (0.3, 0.5, 0.7)), f"{m['mIoU']:.3f}",
                       f"{m['R@5,IoU=0.5']:.3f}" if "R@5,IoU=0.5" in m else "-")  # fmt: skip
     Console().print(table)
+
+
+class BatchProgress(RichProgress):
+    """Two bars: files done of the batch, and the stage of the file being analysed."""
+
+    def __init__(self, enabled: bool, total: int, done: int) -> None:
+        super().__init__(enabled)
+        self._files = self._bar.add_task("files", total=max(total, 1), completed=done)
+
+    def file(self, name: str) -> None:
+        self._bar.update(self._files, description=f"files (now: {name[-40:]})")
+
+    def start(self, stage: str, total: float) -> None:  # one bar for the current file's stage, reused
+        label = "  " + _STAGE_LABELS.get(stage, stage)
+        if self._task is None:
+            self._task = self._bar.add_task(label, total=max(total, 1e-9))
+        else:
+            self._bar.reset(self._task, description=label, total=max(total, 1e-9))
+
+    def file_done(self) -> None:
+        self._bar.advance(self._files)
+        if self._task is not None:
+            self._bar.remove_task(self._task)
+            self._task = None
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--vocab",
+    "vocab",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="Allowed tags: .txt (tag or tag: description per line), .json or .csv. Free tags without.",
+)
+@click.option("--top-k", type=click.IntRange(1, 50), default=5, show_default=True, help="Tags kept per video.")
+@click.option(
+    "--csv",
+    "csv_out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write one row per (video, tag) here ('-': standard output).",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write every file's tags and status as JSON here ('-': standard output).",
+)
+@click.option(
+    "--vlm",
+    type=_VLM_CHOICE,
+    default="none",
+    show_default=True,
+    help="Tag with Qwen3-VL (constrained to the vocabulary); none: zero-shot from embeddings.",
+)
+@click.option("--model", default=None, help="Qwen3-VL checkpoint (path or hub id) for --vlm transformers.")
+@click.option("--vlm-url", default=None, help="OpenAI-compatible server (vLLM) for --vlm openai.")
+@click.option(
+    "--profile",
+    type=click.Choice(["general", "lecture", "surveillance"]),
+    default="general",
+    show_default=True,
+    help="Analysis profile for files not analysed yet.",
+)
+@click.option("--tenant", default="default", show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@_handle_errors
+def tag(
+    paths: tuple[str, ...], vocab: Path | None, top_k: int, csv_out: Path | None, json_out: Path | None,
+    vlm: str, model: str | None, vlm_url: str | None, profile: str, tenant: str, quiet: bool,
+) -> None:  # fmt: skip
+    """Tag many videos (files, folders, or library ids) in-process, adding them to the local library.
+
+    Files analysed before with the same settings are not analysed again; stopped and run again with the same
+    arguments, it goes on where it stopped. A file that cannot be read fails alone; the exit status is then 1.
+    """
+    from videopipe.batches import Batches, batch_key, expand_paths
+    from videopipe.tagging import read_vocabulary, tags_csv
+
+    settings = _settings(model, vlm_url)
+    pipeline = _library(settings)
+    labels = read_vocabulary(vocab) if vocab else None
+    sources: list[str] = []
+    for raw in paths:
+        if not Path(raw).exists() and _is_video_id(pipeline, raw, tenant):
+            sources.append(f"video:{raw}")
+        else:
+            sources += [str(p) for p in expand_paths([raw])]
+    if not sources:
+        from videopipe.errors import NotFound
+
+        raise NotFound(f"no video files in {' '.join(paths)}")
+    options = {"profile": profile}
+    batches = Batches(pipeline)
+    key = batch_key(tenant, sources, labels, top_k, vlm, options)
+    batch_id = batches.find_unfinished(tenant, key)
+    resumed = batch_id is not None
+    if batch_id is None:
+        batch_id = batches.create(tenant, sources, labels, top_k, vlm, options, key=key)
+    before = batches.describe(tenant, batch_id, items=False)
+    finished = before["total"] - before["counts"]["pending"] - before["counts"]["analyzing"]
+    if resumed:
+        err_console.print(f"resuming batch {batch_id}: {finished} of {before['total']} files already finished",
+                          highlight=False)  # fmt: skip
+    with BatchProgress(not quiet, before["total"], finished) as bar:
+
+        class Reporter:
+            def start(self, stage: str, total: float) -> None:
+                bar.start(stage, total)
+
+            def update(self, done: float) -> None:
+                bar.update(done)
+
+        def on_item(outcome: Any) -> None:
+            name = Path(outcome.source).name
+            if outcome.status == "failed":
+                err_console.print(f"[red]failed[/] {name}: {outcome.error}", highlight=False, soft_wrap=True)
+            elif not quiet:
+                top = ", ".join(f"{t['tag']} {t['score']:.2f}" for t in outcome.tags[:3])
+                err_console.print(f"{name}: {top or 'no tags'}{' (analysis reused)' if outcome.reused else ''}",
+                                  highlight=False)  # fmt: skip
+            bar.file_done()
+
+        batches.run_inline(tenant, batch_id, progress=Reporter(), on_item=on_item, on_start=bar.file)
+    summary = batches.describe(tenant, batch_id)
+    if csv_out is not None:
+        _write_out(csv_out, tags_csv(batches.export_rows(tenant, batch_id)))
+    if json_out is not None:
+        _write_out(json_out, json.dumps(summary, indent=2, default=str))
+    counts = summary["counts"]
+    err_console.print(f"batch {batch_id}: {counts['done']} tagged, {counts['failed']} failed"
+                      f"{', ' + str(counts['cancelled']) + ' cancelled' if counts['cancelled'] else ''}",
+                      highlight=False)  # fmt: skip
+    if csv_out is None and json_out is None:
+        for item in summary["items"]:
+            tags = ", ".join(f"{t['tag']} ({t['score']:.2f})" for t in item["tags"])
+            click.echo(f"{item['source']}\t{item['status']}\t{tags or item['error'] or ''}")
+    if counts["failed"]:
+        sys.exit(1)
+
+
+def _is_video_id(pipeline: Any, raw: str, tenant: str) -> bool:
+    from videopipe.db.models import Video
+
+    with pipeline.sessions() as s:
+        video = s.get(Video, raw)
+        return video is not None and video.tenant == tenant
+
+
+def _write_out(target: Path, text: str) -> None:
+    if str(target) == "-":
+        click.echo(text, nl=False)
+    else:
+        target.write_text(text, encoding="utf-8")
 
 
 @main.group()

@@ -144,6 +144,13 @@ class JobSettings(BaseModel):
     embedded_concurrency: int = Field(1, ge=1, le=16)  # stages run at once by the in-process runner
 
 
+class BatchSettings(BaseModel):
+    """Batch tagging driven by the API server (POST /v1/batches)."""
+
+    advance_every_s: float = Field(2.0, gt=0)  # how often running batches are moved on
+    max_in_flight: int = Field(8, ge=1, le=1000)  # videos of one batch queued for analysis at once
+
+
 class SearchSettings(BaseModel):
     """Moments, embeddings and the vector index (see videopipe.embeddings, videopipe.index)."""
 
@@ -207,6 +214,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     api: ApiSettings = ApiSettings()
     search: SearchSettings = SearchSettings()
+    batches: BatchSettings = BatchSettings()
 
     @model_validator(mode="after")
     def _expand_paths(self) -> Settings:

@@ -391,3 +391,64 @@ DEMO_NARRATION = [
     (14.8, "The telescope revealed distant galaxies."),
     (21.8, "Thank you for listening."),
 ]
+
+
+# Short lectures on one subject each (two slides, two spoken sentences) and a vocabulary that names the
+# subjects: what the tagging tests and the tagging benchmark use (each video's true tag is known).
+TOPIC_LECTURES: dict[str, tuple[tuple[str, tuple[str, ...], str], tuple[str, tuple[str, ...], str]]] = {
+    "geology": (("How volcanoes erupt", ("magma chambers", "lava and ash"),
+                 "Magma rises from deep below and the volcano erupts."),
+                ("Earthquakes and rocks", ("plates move", "faults break"),
+                 "Lava and ash cover the mountain after the eruption.")),
+    "astronomy": (("Telescopes and galaxies", ("mirrors and lenses", "distant light"),
+                   "The telescope collects light from distant galaxies."),
+                  ("Stars and planets", ("orbits", "the solar system"),
+                   "Planets orbit the star at the center of the system.")),
+    "cooking": (("Baking bread at home", ("flour and yeast", "warm water"),
+                 "Mix flour, water and yeast to make the dough."),
+                ("Into the oven", ("hot oven", "golden crust"),
+                 "Bake the bread in a hot oven until the crust is brown.")),
+    "sports": (("Football tactics", ("passing", "defending"),
+                "The striker passes the ball and scores a goal."),
+               ("Winning the match", ("the team", "the final whistle"),
+                "The team defends with four players at the back.")),
+    "personal finance": (("Saving and interest", ("compound interest", "savings account"),
+                          "Compound interest helps your savings grow every year."),
+                         ("Budgets and loans", ("income", "monthly spending"),
+                          "A budget tracks the money coming in and going out.")),
+    "music": (("Playing the piano", ("keys", "major chords"),
+               "Press the piano keys together to play a major chord."),
+              ("Rhythm and songs", ("the drummer", "the beat"),
+               "The drummer keeps the rhythm of the song.")),
+    "medicine": (("The human heart", ("arteries", "blood flow"),
+                  "The heart pumps blood through the arteries."),
+                 ("Blood pressure", ("the doctor", "a cuff"),
+                  "The doctor measures blood pressure with a cuff.")),
+    "programming": (("Writing Python code", ("functions", "arguments"),
+                     "A function takes arguments and returns a value."),
+                    ("Loops and lists", ("for loops", "every item"),
+                     "The loop repeats the code for every item in the list.")),
+}  # fmt: skip
+TOPIC_VOCABULARY = [
+    ("geology", "volcanoes, earthquakes, rocks and the earth's crust"),
+    ("astronomy", "stars, planets, galaxies and telescopes"),
+    ("cooking", "recipes, baking, food and kitchens"),
+    ("sports", "football, players, teams, matches and goals"),
+    ("personal finance", "money, saving, interest, budgets and loans"),
+    ("music", "instruments, songs, chords and rhythm"),
+    ("medicine", "the human body, health, doctors and disease"),
+    ("programming", "software, code, functions and computers"),
+]
+
+
+def write_topic_lecture(
+    path: str | Path, topic: str, variant: int = 0, slide_s: float = 4.5, width: int = 480, height: int = 270
+) -> LectureVideo:
+    """A two-slide lecture on `topic` (a key of TOPIC_LECTURES). `variant` > 0 adds a part number to the slides,
+    so many files on one topic differ in content (and are analysed separately)."""
+    slides, narration = [], []
+    for n, (title, lines, sentence) in enumerate(TOPIC_LECTURES[topic]):
+        extra = (f"part {variant}",) if variant else ()
+        slides.append(Slide(title, (*lines, *extra), slide_s))
+        narration.append((n * slide_s + 0.5, sentence))
+    return write_lecture_video(path, slides, narration, width=width, height=height)

@@ -184,6 +184,34 @@ def read_s3_object(url: str, settings: Settings) -> Iterator[IO[bytes]]:
         obj["Body"].close()
 
 
+def list_s3_objects(prefix_url: str, limit: int) -> list[str]:
+    """The s3:// URLs of the objects under `prefix_url` (s3://BUCKET/PREFIX), sorted, at most `limit`."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parsed = urlparse(prefix_url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise BadRequest(f"{prefix_url}: not an S3 prefix; use s3://BUCKET/PREFIX")
+    client = boto3.client("s3", endpoint_url=os.environ.get("VIDEOPIPE_S3_ENDPOINT_URL"))
+    urls: list[str] = []
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=parsed.netloc,
+                                                                      Prefix=parsed.path.lstrip("/")):  # fmt: skip
+            for obj in page.get("Contents", []):
+                if not obj["Key"].endswith("/"):
+                    urls.append(f"s3://{parsed.netloc}/{obj['Key']}")
+                if len(urls) > limit:
+                    raise BadRequest(f"{prefix_url}: more than {limit} objects; split the batch")
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("NoSuchBucket", "404"):
+            raise NotFound(f"{prefix_url}: no such bucket; check the URL") from None
+        raise BadRequest(f"{prefix_url}: S3 refused the listing ({code}); check the server's credentials") from None
+    except BotoCoreError as exc:
+        raise BadRequest(f"{prefix_url}: S3 could not be reached ({exc})") from None
+    return sorted(urls)
+
+
 def open_store(settings: Settings) -> BlobStore:
     url = settings.storage_url or str(settings.data_dir / "blobs")
     parsed = urlparse(url)

@@ -259,3 +259,43 @@ class Upload(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+BATCH_STATES = ("running", "done", "cancelled")
+ITEM_STATES = ("pending", "analyzing", "done", "failed", "cancelled")
+
+
+class Batch(Base):
+    """Many videos tagged with one vocabulary. `key` names a batch the command line can find again (resume)."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant: Mapped[str] = mapped_column(String(64), index=True)
+    key: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    vocabulary: Mapped[list[dict[str, str]] | None] = mapped_column(JSON)  # [{"tag", "description"}] or free tags
+    top_k: Mapped[int] = mapped_column(Integer, default=5)
+    vlm: Mapped[str] = mapped_column(String(16), default="none")
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # analysis options for new files
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BatchItem(Base):
+    """One file (or library video) of a batch, its state, and once tagged its tags with their support."""
+
+    __tablename__ = "batch_items"
+    __table_args__ = (Index("ix_batch_items_batch_id_status", "batch_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(2048))  # a path, an s3:// URL or "video:<id>"
+    video_id: Mapped[str | None] = mapped_column(ForeignKey("videos.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    reused: Mapped[bool] = mapped_column(Boolean, default=False)  # analysed before: results reused
+    error_type: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -22,6 +22,9 @@ class Prompt:
     text: str
     frames: list[tuple[float, Image.Image]] = field(default_factory=list)
     duplicate_frames: bool = True
+    # A JSON schema the answer must follow. Servers that can enforce it (vLLM: `response_format`) are sent it;
+    # in-process generation is not constrained, so answers are always checked after parsing too.
+    json_schema: dict[str, Any] | None = None
 
     def frame_indices_ms(self) -> list[int]:
         """The millisecond clock the processor gets (`fps=1000`): one index per frame actually sent."""

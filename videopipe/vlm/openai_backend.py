@@ -80,6 +80,9 @@ class OpenAIBackend:
     def request_body(self, prompt: Prompt, max_new_tokens: int) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "max_tokens": max_new_tokens, "temperature": 0.0}
         system = {"role": "system", "content": prompt.system}
+        if prompt.json_schema is not None:  # structured output (vLLM enforces it with guided decoding)
+            schema = {"name": "answer", "schema": prompt.json_schema, "strict": True}
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
         if not prompt.frames:
             body["messages"] = [system, {"role": "user", "content": prompt.text}]
             return body
