@@ -70,8 +70,8 @@ class RichProgress:
 
     def start(self, stage: str, total: float) -> None:
         if self._task is not None:  # finish the previous stage's bar (tasks are listed, not indexed, by id)
-            total = next((t.total for t in self._bar.tasks if t.id == self._task), None)
-            self._bar.update(self._task, completed=total)
+            done = next((t.total for t in self._bar.tasks if t.id == self._task), None)
+            self._bar.update(self._task, completed=done)
         self._task = self._bar.add_task(_STAGE_LABELS.get(stage, stage), total=max(total, 1e-9))
 
     def update(self, done: float) -> None:
