@@ -16,8 +16,8 @@ time on one thread (the server's model: each request thread runs one query), p50
 
 HTTP phase: a real SQLite library (migrations, FTS5 triggers) with the moments (text = the two base sentences),
 vectors and index built by `VectorIndex.sync()`, `videopipe serve --workers 2` on this machine, and `wrk`
-(Debian package) sending GET /v1/search with 2,000 distinct queries in turn (each a real sentence), API key
-auth, for --duration seconds. wrk runs on the same 2 cores and takes a share of them.
+(Debian package) sending GET /v1/search with 8,000 distinct queries in turn (each a real sentence; more than
+the requests sent, so no query repeats), API key auth, for --duration seconds. wrk runs on the same 2 cores and takes a share of them.
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def bench_http(n: int, base: np.ndarray, base_text: list[str], duration: int, co
         t = time.perf_counter()
         key = build_library(data, n, base, base_text)
         print(f"library of {n} moments built in {time.perf_counter() - t:.1f} s", flush=True)
-        queries = sentences(2000, seed=7)
+        queries = sentences(8000, seed=7)
         (data / "queries.txt").write_text("\n".join(quote(q) for q in queries) + "\n")
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))

@@ -1,9 +1,20 @@
 -- wrk script for benchmarks/search.py: GET /v1/search with the queries in $QUERIES (one URL-encoded per line),
 -- in turn, with the API key in $KEY; prints one JSON line with the latency percentiles at the end.
 local queries = {}
-for line in io.lines(os.getenv("QUERIES")) do queries[#queries + 1] = line end
 local auth = {["Authorization"] = "Bearer " .. os.getenv("KEY")}
 local n = 0
+local made = 0
+
+-- each wrk thread starts at its own place in the list, so no two threads send the same query together
+setup = function(thread)
+  thread:set("tid", made)
+  made = made + 1
+end
+
+init = function(args)
+  for line in io.lines(os.getenv("QUERIES")) do queries[#queries + 1] = line end
+  n = (tid or 0) * math.floor(#queries / 2)
+end
 
 request = function()
   n = n + 1

@@ -5,6 +5,7 @@
 #   espeak-ng          speech synthesis for the lecture demo and the speech tests
 #   python3-venv       the Makefile builds a virtual environment
 #   docker-compose     validates docker-compose.yml in the tests (`docker-compose config`; needs no engine)
+#   wrk                the HTTP load generator of benchmarks/search.py
 set -euo pipefail
 
 need=()
@@ -13,6 +14,7 @@ command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata >/dev/null 2>&1 || need+=(tesseract-ocr-eng)
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 { docker compose version || command -v docker-compose; } >/dev/null 2>&1 || need+=(docker-compose)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from typing import Any
 
 from sqlalchemy import func, select
@@ -27,8 +28,13 @@ def valid_tenant(tenant: str) -> str:
 
 
 class KeyStore:
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    """`cache_s`: how long a verified key is trusted without asking the database again (a revoked key stops
+    working within that time)."""
+
+    def __init__(self, sessions: sessionmaker[Session], cache_s: float = 10.0) -> None:
         self.sessions = sessions
+        self.cache_s = cache_s
+        self._verified: dict[str, tuple[str, float]] = {}  # key hash -> (tenant, when checked)
 
     def create(self, tenant: str) -> tuple[str, str]:
         """A new key for `tenant`: (key id, the key itself, which is not stored and cannot be shown again)."""
@@ -41,11 +47,19 @@ class KeyStore:
             return row.id, key
 
     def tenant_for(self, key: str) -> str:
+        digest = _hash(key)
+        cached = self._verified.get(digest)
+        if cached is not None and time.monotonic() - cached[1] < self.cache_s:
+            return cached[0]
         with self.sessions() as s:
-            row = s.scalars(select(ApiKey).where(ApiKey.key_hash == _hash(key), ApiKey.revoked_at.is_(None))).first()
-        if row is None:
+            tenant = s.scalar(select(ApiKey.tenant).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
+        if tenant is None:
+            self._verified.pop(digest, None)
             raise Unauthorized("the API key is not valid (unknown or revoked); create one with `videopipe keys create`")
-        return row.tenant
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[digest] = (tenant, time.monotonic())
+        return tenant
 
     def any_active(self) -> bool:
         with self.sessions() as s:
@@ -63,3 +77,4 @@ class KeyStore:
             if row is None:
                 raise NotFound(f"no API key {key_id}; `videopipe keys list` shows them")
             row.revoked_at = row.revoked_at or utcnow()
+        self._verified.clear()  # this process forgets at once; others within `cache_s`

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -195,3 +195,46 @@ def _load(name: str, settings: Settings) -> Embedder:
             raise ConfigError(f"vectors were made by {name} but VIDEOPIPE_SEARCH__EMBEDDING_URL is not set")
         return OpenAIEmbedder(cfg.embedding_url, name.removeprefix("openai:"), cfg.embedding_api_key)
     return TransformersEmbedder(name.removeprefix("st:"), cfg.threads)
+
+
+class QueryBatcher:
+    """Embeds one text per caller, batching the callers that arrive together (request threads of a server):
+    the first caller embeds everything queued so far, later ones wait for their row. Nobody waits for a
+    batch to fill, so a lone query costs what it did; concurrent queries cost less each (one model run)."""
+
+    def __init__(self, embedder: Embedder, max_batch: int = 32) -> None:
+        self.embedder = embedder
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queue: list[tuple[str, list[Any], threading.Event]] = []
+        self._leader = False
+
+    def embed_one(self, text: str) -> np.ndarray:
+        slot: list[Any] = []
+        done = threading.Event()
+        with self._lock:
+            self._queue.append((text, slot, done))
+            lead = not self._leader
+            self._leader = self._leader or lead
+        if not lead:
+            done.wait()
+            if isinstance(slot[0], BaseException):
+                raise slot[0]
+            return np.asarray(slot[0])
+        while True:
+            with self._lock:
+                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+                if not batch:
+                    self._leader = False
+                    break
+            try:
+                vectors: Any = self.embedder.embed([t for t, _, _ in batch])
+                results: list[Any] = [vectors[i] for i in range(len(batch))]
+            except BaseException as exc:
+                results = [exc] * len(batch)
+            for (_, out, event), result in zip(batch, results, strict=True):
+                out.append(result)
+                event.set()
+        if isinstance(slot[0], BaseException):
+            raise slot[0]
+        return np.asarray(slot[0])

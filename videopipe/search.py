@@ -4,6 +4,7 @@ tsvector) by reciprocal rank fusion, always inside one tenant, optionally inside
 from __future__ import annotations
 
 import re
+import threading
 import time
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from videopipe.config import Settings
 from videopipe.db.models import Moment, MomentVector, Video
+from videopipe.embeddings import QueryBatcher
 from videopipe.errors import BadRequest
 from videopipe.index import VectorIndex, vector_index
 from videopipe.timefmt import fmt_time
@@ -54,12 +56,23 @@ class Searcher:
         self.index: VectorIndex = vector_index(settings, sessions)
         self._df: dict[str, tuple[int, float]] = {}
         bind = sessions.kw.get("bind")
-        self.dialect = bind.dialect.name if isinstance(bind, Engine) else "sqlite"
+        assert isinstance(bind, Engine)
+        self.engine = bind
+        self.dialect = bind.dialect.name
+        self.moments = MomentTable(bind)
+        self._batchers: dict[str, QueryBatcher] = {}
+        self._batchers_lock = threading.Lock()
 
-    def _embedder(self) -> Any:
+    def _embed_query(self, query: str) -> tuple[str, np.ndarray]:
+        """(model name, vector) for the query, in the serving index's model; concurrent queries share a run."""
         from videopipe.embeddings import open_embedder
 
-        return open_embedder(self.settings, self.index.model)  # queries in the serving index's model
+        embedder = open_embedder(self.settings, self.index.model)
+        with self._batchers_lock:
+            batcher = self._batchers.get(embedder.name)
+            if batcher is None:
+                batcher = self._batchers[embedder.name] = QueryBatcher(embedder)
+        return embedder.name, batcher.embed_one(query)
 
     def search(
         self,
@@ -79,20 +92,19 @@ class Searcher:
         vector_ids = self._vector_ranking(query, tenant, video_id, start_s, end_s, n)
         lexical_ids = self._lexical_ranking(query, tenant, video_id, start_s, end_s, n)
         fused = rrf([vector_ids, lexical_ids], self.settings.search.rrf_k)[:limit]
-        return self._hydrate(fused, query, vector_ids, lexical_ids)
+        return self._hydrate(fused, query, vector_ids, lexical_ids, tenant, start_s, end_s)
 
     # -- rankers -------------------------------------------------------------------------------------------
     def _vector_ranking(
         self, query: str, tenant: str, video_id: str | None, start_s: float | None, end_s: float | None, n: int
     ) -> list[int]:
-        embedder = self._embedder()
-        q = embedder.embed([query])[0]
+        model, q = self._embed_query(query)
         if video_id is not None:  # one video: exact, over its own vectors
-            with self.sessions() as s:
-                rows = s.execute(
+            with self.engine.connect() as c:
+                rows = c.execute(
                     self._filtered(select(MomentVector.moment_id, MomentVector.vector), tenant, video_id, start_s,
                                    end_s).join(Moment, Moment.id == MomentVector.moment_id)
-                    .where(MomentVector.model == embedder.name)
+                    .where(MomentVector.model == model)
                 ).all()  # fmt: skip
             if not rows:
                 return []
@@ -105,8 +117,7 @@ class Searcher:
             _, ids = self.index.search(q, k)
             if len(ids) == 0:
                 return []
-            allowed = self._allowed([int(i) for i in ids], tenant, start_s, end_s)
-            found = [int(i) for i in ids if int(i) in allowed]
+            found = self.moments.allowed(np.asarray(ids, np.int64), tenant, start_s, end_s)
             if len(found) >= n or len(ids) < k:
                 return found[:n]
             k *= 4
@@ -121,11 +132,6 @@ class Searcher:
         if end_s is not None:
             q = q.where(Moment.start_s < end_s)
         return q
-
-    def _allowed(self, ids: list[int], tenant: str, start_s: float | None, end_s: float | None) -> set[int]:
-        with self.sessions() as s:
-            return set(s.scalars(self._filtered(select(Moment.id), tenant, None, start_s, end_s)
-                                 .where(Moment.id.in_(ids))))  # fmt: skip
 
     def _lexical_ranking(
         self, query: str, tenant: str, video_id: str | None, start_s: float | None, end_s: float | None, n: int
@@ -170,8 +176,8 @@ class Searcher:
                 "SELECT m.id FROM moments m, to_tsquery('english', :tsq) q "
                 f"WHERE m.tsv @@ q AND {' AND '.join(where)} ORDER BY ts_rank_cd(m.tsv, q) DESC, m.id LIMIT :n"
             )
-        with self.sessions() as s:
-            return [int(r[0]) for r in s.execute(text(sql), params)]
+        with self.engine.connect() as c:
+            return [int(r[0]) for r in c.execute(text(sql), params)]
 
     def _rare_terms(self, terms: list[str]) -> list[str]:
         """The query's words, rarest first, while the moments having any of them stay under `lexical_max_docs`."""
@@ -196,8 +202,8 @@ class Searcher:
             sql, params = "SELECT count(*) FROM moments_fts WHERE moments_fts MATCH :t", {"t": f'"{term}"'}
         else:
             sql, params = "SELECT count(*) FROM moments WHERE tsv @@ to_tsquery('english', :t)", {"t": term}
-        with self.sessions() as s:
-            df = int(s.execute(text(sql), params).scalar() or 0)
+        with self.engine.connect() as c:
+            df = int(c.execute(text(sql), params).scalar() or 0)
         if len(self._df) > 50_000:
             self._df.clear()
         self._df[term] = (df, now)
@@ -205,35 +211,95 @@ class Searcher:
 
     # -- results -------------------------------------------------------------------------------------------
     def _hydrate(
-        self, fused: list[tuple[int, float]], query: str, vector_ids: list[int], lexical_ids: list[int]
+        self,
+        fused: list[tuple[int, float]],
+        query: str,
+        vector_ids: list[int],
+        lexical_ids: list[int],
+        tenant: str,
+        start_s: float | None,
+        end_s: float | None,
     ) -> list[dict[str, Any]]:
+        """The hits' rows. Tenant and time range are checked again here, on the rows themselves: the in-memory
+        filter is an optimisation, this is the guarantee (and deleted moments drop out)."""
         if not fused:
             return []
-        with self.sessions() as s:
-            rows = {
-                m.id: (m, v)
-                for m, v in s.execute(
-                    select(Moment, Video)
-                    .join(Video, Video.id == Moment.video_id)
-                    .where(Moment.id.in_([i for i, _ in fused]))
-                )
-            }
+        columns = (Moment.id, Moment.video_id, Moment.tenant, Moment.start_s, Moment.end_s, Moment.speech,
+                   Moment.screen_text, Moment.caption, Moment.keyframe_index, Video.filename,
+                   Video.blob_key)  # fmt: skip
+        with self.engine.connect() as c:
+            stmt = select(*columns).join(Video, Video.id == Moment.video_id)
+            rows = {r.id: r for r in c.execute(stmt.where(Moment.id.in_([i for i, _ in fused])))}
         terms = query_terms(query)
         top = fused[0][1]
         out = []
         for moment_id, score in fused:
-            if moment_id not in rows:
+            m = rows.get(moment_id)
+            if m is None or m.tenant != tenant:
                 continue
-            m, v = rows[moment_id]
+            if (start_s is not None and m.end_s <= start_s) or (end_s is not None and m.start_s >= end_s):
+                continue
             field, snippet = best_text(m, terms)
             out.append({
-                "moment_id": m.id, "video_id": m.video_id, "filename": v.filename, "path": video_path(v),
+                "moment_id": m.id, "video_id": m.video_id, "filename": m.filename, "path": video_path(m),
                 "start_s": m.start_s, "end_s": m.end_s, "start": fmt_time(m.start_s), "end": fmt_time(m.end_s),
                 "score": round(score / top, 4), "text": snippet, "matched_in": field,
                 "keyframe_index": m.keyframe_index,
                 "ranks": {"vector": _rank(vector_ids, m.id), "lexical": _rank(lexical_ids, m.id)},
             })  # fmt: skip
         return out
+
+
+class MomentTable:
+    """Every moment's tenant and time range in memory (about 30 bytes each), to filter index hits without a
+    database round trip. Loaded once, then extended with newer ids when a hit is newer than what it holds.
+    Readers take one snapshot of the arrays; an extension replaces the snapshot whole."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        empty = np.empty(0, np.float64)
+        self._snap: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = (
+            np.empty(0, np.int64), np.empty(0, np.int32), empty, empty)  # fmt: skip
+        self.codes: dict[str, int] = {}
+        self.max_id = -1
+
+    def _extend(self) -> None:
+        with self._lock:
+            with self.engine.connect() as c:
+                rows = c.execute(select(Moment.id, Moment.tenant, Moment.start_s, Moment.end_s)
+                                 .where(Moment.id > self.max_id).order_by(Moment.id)).all()  # fmt: skip
+            if not rows:
+                return
+            n = len(rows)
+            ids, tenants, starts, ends = self._snap
+            codes = dict(self.codes)
+            new_codes = np.fromiter((codes.setdefault(r[1], len(codes)) for r in rows), np.int32, n)
+            self._snap = (
+                np.concatenate([ids, np.fromiter((r[0] for r in rows), np.int64, n)]),
+                np.concatenate([tenants, new_codes]),
+                np.concatenate([starts, np.fromiter((r[2] for r in rows), np.float64, n)]),
+                np.concatenate([ends, np.fromiter((r[3] for r in rows), np.float64, n)]),
+            )
+            self.codes = codes
+            self.max_id = int(rows[-1][0])
+
+    def allowed(self, ids: np.ndarray, tenant: str, start_s: float | None, end_s: float | None) -> list[int]:
+        """The ids (in their order) of moments of `tenant` inside the time range."""
+        ids = ids[ids >= 0]
+        if ids.size and int(ids.max()) > self.max_id:
+            self._extend()
+        table, tenants, starts, ends = self._snap
+        code = self.codes.get(tenant)
+        if code is None or not ids.size or not table.size:
+            return []
+        pos = np.minimum(np.searchsorted(table, ids), table.size - 1)
+        keep = (table[pos] == ids) & (tenants[pos] == code)
+        if start_s is not None:
+            keep &= ends[pos] > start_s
+        if end_s is not None:
+            keep &= starts[pos] < end_s
+        return [int(i) for i in ids[keep]]
 
 
 def _rank(ranking: list[int], moment_id: int) -> int | None:
@@ -243,10 +309,10 @@ def _rank(ranking: list[int], moment_id: int) -> int | None:
         return None
 
 
-def video_path(video: Video) -> str:
+def video_path(video: Any) -> str:
     """Where the original is, for a player: a local path for the local library, else the file name."""
-    key = video.blob_key
-    return key.removeprefix("external:") if key.startswith("external:") else video.filename
+    key = str(video.blob_key)
+    return key.removeprefix("external:") if key.startswith("external:") else str(video.filename)
 
 
 def best_text(m: Any, terms: list[str]) -> tuple[str, str]:
