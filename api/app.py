@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPBearer
 
@@ -68,7 +69,7 @@ class AppState:
         return not any_keys
 
 
-def state_of(request: Request) -> AppState:
+async def state_of(request: Request) -> AppState:
     st: AppState = request.app.state.vp
     return st
 
@@ -76,17 +77,20 @@ def state_of(request: Request) -> AppState:
 _bearer = HTTPBearer(auto_error=False, description="An API key from `videopipe keys create --tenant NAME`")
 
 
-def tenant_of(request: Request, _declared: Annotated[Any, Depends(_bearer)] = None) -> str:
+async def tenant_of(request: Request, _declared: Annotated[Any, Depends(_bearer)] = None) -> str:
     """The caller's tenant, from ``Authorization: Bearer <key>``, or the default tenant in open mode.
-    (`_declared` only puts the bearer scheme in the OpenAPI schema; the header is read here.)"""
-    st = state_of(request)
+    (`_declared` only puts the bearer scheme in the OpenAPI schema; the header is read here.) A key verified in
+    the last few seconds is answered from memory, on the event loop; otherwise the database is asked from a
+    worker thread."""
+    st: AppState = request.app.state.vp
     header = request.headers.get("authorization")
     if header:
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise Unauthorized("send the API key as `Authorization: Bearer <key>`")
-        return st.keys.tenant_for(key.strip())
-    if st.open_now():
+        tenant = st.keys.cached_tenant(key.strip())
+        return tenant if tenant is not None else await run_in_threadpool(st.keys.tenant_for, key.strip())
+    if await run_in_threadpool(st.open_now):
         client = request.client.host if request.client else None
         if is_loopback(client) or client == "testclient":
             return DEFAULT_TENANT

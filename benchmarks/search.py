@@ -2,7 +2,7 @@
 
     python benchmarks/search.py                       # both phases (index: 100k and 1M; http: 100k)
     python benchmarks/search.py --phase index --sizes 100000
-    python benchmarks/search.py --phase http --moments 100000 --duration 20 --connections 16
+    python benchmarks/search.py --phase http --moments 100000 --duration 20 --connections 8,16
 
 Vectors. 4,000 distinct sentences (templated lecture/surveillance moments) are embedded for real with the
 default model (all-MiniLM-L6-v2 int8 ONNX); each moment vector is normalize(B[a] + 0.6 B[b] + 0.35 g) for two
@@ -16,8 +16,10 @@ time on one thread (the server's model: each request thread runs one query), p50
 
 HTTP phase: a real SQLite library (migrations, FTS5 triggers) with the moments (text = the two base sentences),
 vectors and index built by `VectorIndex.sync()`, `videopipe serve --workers 2` on this machine, and `wrk`
-(Debian package) sending GET /v1/search with 8,000 distinct queries in turn (each a real sentence; more than
-the requests sent, so no query repeats), API key auth, for --duration seconds. wrk runs on the same 2 cores and takes a share of them.
+(Debian package) sending GET /v1/search with 8,000 distinct queries in turn (each a real sentence, every
+other one with a name; more than the requests sent, so no query repeats), API key auth, for --duration
+seconds. wrk runs on the same 2 cores and takes a share of them. Each moment's text is its two base sentences
+and two made-up names (from 20,000), the rare words (people, places, plates) a real library has.
 """
 
 from __future__ import annotations
@@ -95,6 +97,19 @@ OBJECTS = [
 ]
 TIMES = ["in the morning", "at night", "during the storm", "after the break", "before the exam", "at noon",
          "in the rain", "on the second slide", "at the end", "in the first minute"]  # fmt: skip
+
+
+SYLLABLES = ["ka", "lo", "mi", "ren", "tor", "vex", "zu", "pa", "shi", "dan", "bel", "quo", "nim", "ras", "tel",
+             "gor", "fi", "wen"]  # fmt: skip
+
+
+def names(n: int, seed: int = 3) -> list[str]:
+    """n distinct made-up proper names (people, places, plates): the rare words of a real library."""
+    rng = random.Random(seed)
+    out: set[str] = set()
+    while len(out) < n:
+        out.add("".join(rng.choice(SYLLABLES) for _ in range(rng.choice((3, 4)))))
+    return sorted(out)
 
 
 def sentences(n: int, seed: int) -> list[str]:
@@ -186,7 +201,13 @@ def build_library(data: Path, n: int, base: np.ndarray, base_text: list[str]) ->
     settings = Settings(data_dir=data)
     pipeline = open_pipeline(settings, migrate=True)
     x, a, b = corpus(n, base, seed=1)
+    rare = names(20_000)
+    r = np.random.default_rng(2).integers(0, len(rare), (n, 2))
     per_video = 1000
+
+    def speech(i: int) -> str:
+        return f"{base_text[a[i]]}. {base_text[b[i]]}. With {rare[r[i, 0]]} and {rare[r[i, 1]]}."
+
     with pipeline.sessions.begin() as s:
         videos = [{"id": new_id(), "tenant": "bench", "content_hash": f"{v:064d}", "filename": f"camera-{v}.mp4",
                    "blob_key": f"originals/{v}.mp4", "size_bytes": 1, "status": "ready"}
@@ -197,8 +218,8 @@ def build_library(data: Path, n: int, base: np.ndarray, base_text: list[str]) ->
             s.execute(insert(Moment), [
                 {"id": i + 1, "video_id": videos[i // per_video]["id"], "tenant": "bench",
                  "start_s": (i % per_video) * 10.0, "end_s": (i % per_video) * 10.0 + 10.0,
-                 "caption": "", "speech": f"{base_text[a[i]]}. {base_text[b[i]]}.", "screen_text": "",
-                 "keyframe_index": None} for i in range(start, stop)])  # fmt: skip
+                 "caption": "", "screen_text": "", "keyframe_index": None,
+                 "speech": speech(i)} for i in range(start, stop)])  # fmt: skip
             s.execute(insert(MomentVector), [
                 {"moment_id": i + 1, "model": INT8, "dim": x.shape[1], "vector": x[i].tobytes()}
                 for i in range(start, stop)])  # fmt: skip
@@ -209,7 +230,9 @@ def build_library(data: Path, n: int, base: np.ndarray, base_text: list[str]) ->
 WRK_SCRIPT = Path(__file__).with_name("search_wrk.lua")
 
 
-def bench_http(n: int, base: np.ndarray, base_text: list[str], duration: int, connections: int) -> dict[str, object]:
+def bench_http(
+    n: int, base: np.ndarray, base_text: list[str], duration: int, connections: list[int]
+) -> list[dict[str, object]]:
     from urllib.parse import quote
 
     import httpx
@@ -221,7 +244,9 @@ def bench_http(n: int, base: np.ndarray, base_text: list[str], duration: int, co
         t = time.perf_counter()
         key = build_library(data, n, base, base_text)
         print(f"library of {n} moments built in {time.perf_counter() - t:.1f} s", flush=True)
-        queries = sentences(8000, seed=7)
+        rng = random.Random(11)
+        rare = names(20_000)
+        queries = [q + (f" with {rng.choice(rare)}" if i % 2 else "") for i, q in enumerate(sentences(8000, seed=7))]
         (data / "queries.txt").write_text("\n".join(quote(q) for q in queries) + "\n")
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -237,22 +262,25 @@ def bench_http(n: int, base: np.ndarray, base_text: list[str], duration: int, co
                         break
                 except httpx.HTTPError:
                     time.sleep(0.2)
-            for q in queries[:50]:  # warm both workers (model load, index load)
+            for q in queries[-60:]:  # warm both workers (model load, index load); the runs send other queries
                 httpx.get(f"{url}/v1/search", params={"q": q}, headers={"Authorization": f"Bearer {key}"}, timeout=60)
-            out = subprocess.run(
-                ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(WRK_SCRIPT), url],
-                env={**env, "QUERIES": str(data / "queries.txt"), "KEY": key}, capture_output=True, text=True,
-                check=True,
-            )  # fmt: skip
+            results = []
+            for run, c in enumerate(connections):
+                out = subprocess.run(
+                    ["wrk", "-t2", f"-c{c}", f"-d{duration}s", "--latency", "-s", str(WRK_SCRIPT), url],
+                    env={**env, "QUERIES": str(data / "queries.txt"), "KEY": key, "START": str(run * 2000)},
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                line = next(x for x in out.stdout.splitlines() if x.startswith("JSON "))
+                result = json.loads(line.removeprefix("JSON "))
+                result["requests_per_s"] = round(result["requests"] / result["duration_s"], 1)
+                result.update({"moments": n, "connections": c})
+                print(json.dumps(result), flush=True)
+                results.append(result)
         finally:
             server.terminate()
             server.wait(timeout=30)
-        line = next(x for x in out.stdout.splitlines() if x.startswith("JSON "))
-        result = json.loads(line.removeprefix("JSON "))
-        result["requests_per_s"] = result["requests"] / result["duration_s"]
-        result.update({"moments": n, "connections": connections})
-        print(json.dumps(result), flush=True)
-        return result
+        return results
     finally:
         shutil.rmtree(data, ignore_errors=True)
 
@@ -263,7 +291,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--moments", type=int, default=100_000, help="HTTP phase library size")
     parser.add_argument("--duration", type=int, default=20)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--connections", default="8,16", help="wrk connections, one run each")
     args = parser.parse_args()
 
     from videopipe.config import Settings
@@ -280,7 +308,9 @@ def main() -> None:
     if args.phase in ("index", "all"):
         report["index"] = bench_index([int(s) for s in args.sizes.split(",")], base, queries)
     if args.phase in ("http", "all"):
-        report["http"] = bench_http(args.moments, base, base_text, args.duration, args.connections)
+        report["http"] = bench_http(
+            args.moments, base, base_text, args.duration, [int(c) for c in args.connections.split(",")]
+        )
     print("RESULT " + json.dumps(report))
 
 

@@ -5,7 +5,8 @@ local auth = {["Authorization"] = "Bearer " .. os.getenv("KEY")}
 local n = 0
 local made = 0
 
--- each wrk thread starts at its own place in the list, so no two threads send the same query together
+-- each wrk thread starts at its own place in the list (plus $START, so runs one after another send other
+-- queries), so no two threads send the same query together
 setup = function(thread)
   thread:set("tid", made)
   made = made + 1
@@ -13,7 +14,7 @@ end
 
 init = function(args)
   for line in io.lines(os.getenv("QUERIES")) do queries[#queries + 1] = line end
-  n = (tid or 0) * math.floor(#queries / 2)
+  n = (tid or 0) * math.floor(#queries / 2) + tonumber(os.getenv("START") or "0")
 end
 
 request = function()

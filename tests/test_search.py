@@ -312,3 +312,46 @@ def test_past_the_size_threshold_the_index_is_hnsw_and_finds_the_same_moments(
     after = _ranking(pipeline, QUERIES)
     assert [r[0] for r in after] == [r[0] for r in before]  # the same first hit for every query
     assert VectorIndex(pipeline.settings, pipeline.sessions).rebuild().kind == "flat"  # type: ignore[union-attr]
+
+
+def test_concurrent_queries_share_model_runs_and_each_gets_its_own_vector() -> None:
+    from videopipe.embeddings import QueryBatcher
+
+    real = open_embedder(Settings())
+    calls: list[int] = []
+
+    class Counting:
+        name, dim = real.name, real.dim
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            calls.append(len(texts))
+            time.sleep(0.02)  # a slow model: callers pile up behind the first
+            return real.embed(texts)
+
+    batcher = QueryBatcher(Counting())  # type: ignore[arg-type]
+    texts = [
+        f"a red truck stops at gate {n}" if n % 2 else f"the lecturer defines entropy, part {n}" for n in range(24)
+    ]
+    results: dict[int, np.ndarray] = {}
+
+    def ask(n: int) -> None:
+        results[n] = batcher.embed_one(texts[n])
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(calls) == 24 and len(calls) < 24  # every text once, in fewer runs than callers
+    alone = real.embed(texts)
+    for n in range(24):  # int8 activations are quantised per batch: close, not bit-identical
+        assert float(results[n] @ alone[n]) > 0.99
+
+    class Broken:
+        name, dim = "broken", 384
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            raise RuntimeError("model crashed")
+
+    with pytest.raises(RuntimeError, match="model crashed"):
+        QueryBatcher(Broken()).embed_one("anything")  # type: ignore[arg-type]

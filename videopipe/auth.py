@@ -46,6 +46,11 @@ class KeyStore:
             s.flush()
             return row.id, key
 
+    def cached_tenant(self, key: str) -> str | None:
+        """The tenant of a key verified less than `cache_s` ago, without asking the database; else None."""
+        cached = self._verified.get(_hash(key))
+        return cached[0] if cached is not None and time.monotonic() - cached[1] < self.cache_s else None
+
     def tenant_for(self, key: str) -> str:
         digest = _hash(key)
         cached = self._verified.get(digest)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -197,44 +197,58 @@ def _load(name: str, settings: Settings) -> Embedder:
     return TransformersEmbedder(name.removeprefix("st:"), cfg.threads)
 
 
-class QueryBatcher:
-    """Embeds one text per caller, batching the callers that arrive together (request threads of a server):
-    the first caller embeds everything queued so far, later ones wait for their row. Nobody waits for a
-    batch to fill, so a lone query costs what it did; concurrent queries cost less each (one model run)."""
+class _Waiting:
+    __slots__ = ("done", "error", "lead", "text", "vector")
 
-    def __init__(self, embedder: Embedder, max_batch: int = 32) -> None:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.vector: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.lead = False
+        self.done = threading.Event()
+
+
+class QueryBatcher:
+    """Embeds one text per caller, batching the callers that arrive together (request threads of a server).
+    One caller at a time runs the model, on everything queued so far (its own text among it); when it is done
+    the first caller still queued takes over. Nobody waits for a batch to fill, so a lone query costs what it
+    did, concurrent queries cost less each (one model run), and no caller runs other callers' batches for long."""
+
+    def __init__(self, embedder: Embedder, max_batch: int = 16) -> None:
         self.embedder = embedder
         self.max_batch = max_batch
         self._lock = threading.Lock()
-        self._queue: list[tuple[str, list[Any], threading.Event]] = []
-        self._leader = False
+        self._queue: list[_Waiting] = []
+        self._busy = False
 
     def embed_one(self, text: str) -> np.ndarray:
-        slot: list[Any] = []
-        done = threading.Event()
+        me = _Waiting(text)
         with self._lock:
-            self._queue.append((text, slot, done))
-            lead = not self._leader
-            self._leader = self._leader or lead
-        if not lead:
-            done.wait()
-            if isinstance(slot[0], BaseException):
-                raise slot[0]
-            return np.asarray(slot[0])
-        while True:
+            self._queue.append(me)
+            if not self._busy:
+                self._busy = me.lead = True
+        if not me.lead:
+            me.done.wait()  # woken with a result, or to lead the next batch
+        if me.lead and me.vector is None and me.error is None:
             with self._lock:
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                if not batch:
-                    self._leader = False
-                    break
             try:
-                vectors: Any = self.embedder.embed([t for t, _, _ in batch])
-                results: list[Any] = [vectors[i] for i in range(len(batch))]
+                vectors = self.embedder.embed([w.text for w in batch])
+                for n, w in enumerate(batch):
+                    w.vector = vectors[n]
             except BaseException as exc:
-                results = [exc] * len(batch)
-            for (_, out, event), result in zip(batch, results, strict=True):
-                out.append(result)
-                event.set()
-        if isinstance(slot[0], BaseException):
-            raise slot[0]
-        return np.asarray(slot[0])
+                for w in batch:
+                    w.error = exc
+            for w in batch:
+                if w is not me:
+                    w.done.set()
+            with self._lock:
+                if self._queue:
+                    self._queue[0].lead = True
+                    self._queue[0].done.set()
+                else:
+                    self._busy = False
+        if me.error is not None:
+            raise me.error
+        assert me.vector is not None
+        return me.vector

@@ -99,6 +99,10 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+RECHECK_S = 0.25  # how stale a reader's view of an index written by another process may be
+_WRITTEN: dict[str, float] = {}  # index folder -> when this process last swapped in a generation
+
+
 class VectorIndex:
     """Reading and writing the index files for one data dir."""
 
@@ -110,10 +114,17 @@ class VectorIndex:
         self._loaded: tuple[Manifest, Any] | None = None
         self._load_lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
+        self._checked = 0.0
 
     # -- reading -------------------------------------------------------------------------------------------
     def current(self) -> tuple[Manifest, Any] | None:
-        """The serving (manifest, faiss index), reloaded when another writer swapped in a new generation."""
+        """The serving (manifest, faiss index), reloaded when another writer swapped in a new generation
+        (checked at most every `RECHECK_S`: a search does not pay a stat() each)."""
+        now = time.monotonic()
+        fresh = now - self._checked < RECHECK_S and _WRITTEN.get(str(self.root), 0.0) < self._checked
+        if self._loaded is not None and fresh:
+            return self._loaded
+        self._checked = now
         try:
             st = (self.root / MANIFEST).stat()
             stamp = (st.st_mtime_ns, st.st_ino)
@@ -198,6 +209,7 @@ class VectorIndex:
         os.replace(tmp, self.root / name)
         manifest = Manifest(model, dim, name, generation, int(index.ntotal), max_id, kind)
         manifest.write(self.root)
+        _WRITTEN[str(self.root)] = time.monotonic()  # readers in this process look again at once
         self._cleanup(keep={name, previous.file if previous else name})
         return manifest
 

@@ -112,7 +112,7 @@ class Searcher:
             order = np.argsort(-(matrix @ q), kind="stable")[:n]
             return [int(rows[i][0]) for i in order]
         # The whole index, then only this tenant's (and still existing) moments; widen until enough are found.
-        k = n * 2
+        k = n + 16
         for _ in range(4):
             _, ids = self.index.search(q, k)
             if len(ids) == 0:
@@ -136,11 +136,14 @@ class Searcher:
     def _lexical_ranking(
         self, query: str, tenant: str, video_id: str | None, start_s: float | None, end_s: float | None, n: int
     ) -> list[int]:
-        """Moments with every query word first (cheap: few match), then, when those are fewer than `n`, moments
-        with any of the query's rarer words. Words in a large share of moments are left out of that second query:
-        they say little about where a moment is, and ranking every moment that has them costs the most."""
+        """Full-text ranking over the query's *distinctive* words (Elasticsearch's cutoff-frequency idea): words
+        rarest first while the moments having any of them stay under `lexical_max_docs`; words found in more
+        moments than that say little about where a moment is (the vector ranker covers their meaning) and
+        ranking every moment that has them costs the most. Moments with all those words come first, then
+        moments with any of them."""
         terms = [t for t in (re.sub(r"\W", "", t) for t in query_terms(query)) if t]
-        if not terms:
+        rare = self._rare_terms(terms) if terms else []
+        if not rare:
             return []
         params: dict[str, Any] = {"tenant": tenant, "n": n}
         where = ["m.tenant = :tenant"]
@@ -153,12 +156,10 @@ class Searcher:
         if end_s is not None:
             where.append("m.start_s < :end_s")
             params["end_s"] = end_s
-        ranked = self._full_text(terms, "and", where, params)
-        if len(ranked) < n and len(terms) > 1:
+        ranked = self._full_text(rare, "and", where, params) if len(rare) > 1 else []
+        if len(ranked) < n:
             seen = set(ranked)
-            rare = self._rare_terms(terms)
-            if rare:
-                ranked += [i for i in self._full_text(rare, "or", where, params) if i not in seen]
+            ranked += [i for i in self._full_text(rare, "or", where, params) if i not in seen]
         return ranked[:n]
 
     def _full_text(self, terms: list[str], op: str, where: list[str], params: dict[str, Any]) -> list[int]:
