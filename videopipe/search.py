@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from videopipe.config import Settings
-from videopipe.db.models import Moment, MomentVector, Video
+from videopipe.db.models import Moment, MomentVector
 from videopipe.embeddings import QueryBatcher
 from videopipe.errors import BadRequest
 from videopipe.index import VectorIndex, vector_index
@@ -225,12 +225,14 @@ class Searcher:
         filter is an optimisation, this is the guarantee (and deleted moments drop out)."""
         if not fused:
             return []
-        columns = (Moment.id, Moment.video_id, Moment.tenant, Moment.start_s, Moment.end_s, Moment.speech,
-                   Moment.screen_text, Moment.caption, Moment.keyframe_index, Video.filename,
-                   Video.blob_key)  # fmt: skip
+        ids = ",".join(str(int(i)) for i, _ in fused)  # integers from our own rankers: safe to inline
+        sql = (
+            "SELECT m.id, m.video_id, m.tenant, m.start_s, m.end_s, m.speech, m.screen_text, m.caption, "
+            f"m.keyframe_index, v.filename, v.blob_key FROM moments m JOIN videos v ON v.id = m.video_id "
+            f"WHERE m.id IN ({ids})"
+        )
         with self.engine.connect() as c:
-            stmt = select(*columns).join(Video, Video.id == Moment.video_id)
-            rows = {r.id: r for r in c.execute(stmt.where(Moment.id.in_([i for i, _ in fused])))}
+            rows = {r.id: r for r in c.execute(text(sql))}
         terms = query_terms(query)
         top = fused[0][1]
         out = []
@@ -320,10 +322,10 @@ def best_text(m: Any, terms: list[str]) -> tuple[str, str]:
     """The field of a moment that matches the query words best, and a snippet of it (at most ~300 chars)."""
     fields = [("speech", m.speech or ""), ("screen_text", m.screen_text or ""), ("caption", m.caption or "")]
     stems = [t[:5] for t in terms]
+    patterns = [re.compile(r"\b" + re.escape(s), re.IGNORECASE) for s in stems]
 
-    def hits(value: str) -> int:
-        words = [w.lower() for w in _WORD.findall(value)]
-        return sum(any(w.startswith(s) for w in words) for s in stems)
+    def hits(value: str) -> int:  # how many of the query's words (by their first letters) the text has
+        return sum(1 for p in patterns if p.search(value))
 
     name, value = max(fields, key=lambda f: (hits(f[1]), bool(f[1])))
     value = " ".join(value.split())
