@@ -224,3 +224,53 @@ def test_vlm_tags_over_the_wire_are_constrained_by_a_json_schema(topic_dir: Path
     prompt_text = content[-1]["text"]
     assert "- cooking: recipes, baking, food and kitchens" in prompt_text and "Transcript:" in prompt_text
     assert any(c["type"] in ("video_url", "image_url") for c in content[:-1])
+
+
+def test_a_served_batch_from_an_s3_prefix_queues_a_few_at_a_time(
+    topic_dir: Path, tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's way (`Batches.advance` through the pipeline's jobs), on objects listed from S3 (moto)."""
+    import boto3
+
+    from videopipe.config import ApiSettings
+    from videopipe.db.models import BatchItem
+    from videopipe.pipeline import EmbeddedRunner, Pipeline
+    from videopipe.storage import list_s3_objects
+
+    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+           "VIDEOPIPE_S3_ENDPOINT_URL": s3_endpoint}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    client.create_bucket(Bucket="media")
+    for name in ("a-geology.mp4", "c-corrupt.mp4", "d-sports.mp4", "e-programming.mp4"):
+        client.upload_file(str(topic_dir / name), "media", f"lectures/{name}")
+    client.put_object(Bucket="media", Key="lectures/README.txt", Body=b"not a video")
+    settings = Settings(data_dir=tmp_path, vlm="none", api=ApiSettings(ingest_s3_prefixes=["s3://media/lectures/"]))
+    holder: dict[str, Pipeline] = {}
+    runner = EmbeddedRunner(lambda: holder["p"], concurrency=1)
+    holder["p"] = pipeline = open_pipeline(settings, runner, migrate=True)
+    urls = [u for u in list_s3_objects("s3://media/lectures/", 100) if u.endswith(".mp4")]
+    assert urls == [f"s3://media/lectures/{n}" for n in ("a-geology.mp4", "c-corrupt.mp4", "d-sports.mp4",
+                                                          "e-programming.mp4")]  # fmt: skip
+    batches = Batches(pipeline)
+    labels = parse_vocabulary({"tag": t, "description": d} for t, d in TOPIC_VOCABULARY)
+    batch_id = batches.create("default", urls, labels, top_k=3, options={"profile": "lecture", "motion": False})
+    most_in_flight = 0
+    deadline = time.monotonic() + 240
+    while not batches.advance(batch_id, max_in_flight=2):
+        with pipeline.sessions() as s:
+            in_flight = s.scalar(select(func.count()).where(BatchItem.batch_id == batch_id,
+                                                            BatchItem.status == "analyzing"))  # fmt: skip
+        most_in_flight = max(most_in_flight, int(in_flight or 0))
+        assert time.monotonic() < deadline, batches.describe("default", batch_id)
+        runner.wait()
+    runner.shutdown()
+    info = batches.describe("default", batch_id)
+    assert info["counts"]["done"] == 3 and info["counts"]["failed"] == 1 and 0 < most_in_flight <= 2
+    for item in info["items"]:
+        name = item["source"].rsplit("/", 1)[-1]
+        if name == "c-corrupt.mp4":
+            assert item["status"] == "failed" and "cut off" in item["error"]
+        else:
+            assert name[2:].removesuffix(".mp4") in [t["tag"] for t in item["tags"][:3]], item
