@@ -40,12 +40,18 @@ def db_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url"))
 
 
+def _not_full_text(name: str | None, type_: str, parent_names: object) -> bool:
+    """Full-text search is dialect-specific and built by migration 0003 alone (see `Moment`)."""
+    return not (name or "").startswith("moments_fts") and name not in ("tsv", "ix_moments_tsv")
+
+
 def test_upgrade_to_head_matches_the_models_and_downgrade_empties(db_url: str) -> None:
     upgrade(db_url)
     engine = make_engine(db_url)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"render_as_batch": True}), Base.metadata)
-    assert diff == []  # the migration builds exactly what the models describe
+        opts = {"render_as_batch": True, "include_name": _not_full_text}
+        diff = compare_metadata(MigrationContext.configure(conn, opts=opts), Base.metadata)
+    assert diff == []  # the migration builds exactly what the models describe (full-text search aside)
     tables = set(inspect(engine).get_table_names())
     assert {"videos", "jobs", "stage_runs", "scenes", "keyframes", "transcript_segments", "ocr_lines", "chapters",
             "events", "tags", "moments", "moment_vectors"} <= tables  # fmt: skip

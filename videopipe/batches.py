@@ -339,11 +339,7 @@ class Batches:
         try:
             if source.startswith("video:"):
                 video_id = source.removeprefix("video:")
-                with self.sessions() as s:
-                    video = s.get(Video, video_id)
-                    if video is None or video.tenant != batch.tenant:
-                        raise NotFound(f"no video {video_id}")
-                    status = video.status
+                status = self._video_status(batch, video_id)
                 if status in ("failed", "cancelled"):
                     library.reanalyze(batch.tenant, video_id, options)
                 reused = status == "ready"
@@ -363,6 +359,14 @@ class Batches:
             ready = s.scalar(select(Video.status).where(Video.id == video_id)) == "ready"
         if ready:
             self._finish_item(item_id, batch, video_id, reused)
+
+    def _video_status(self, batch: Batch, video_id: str) -> str:
+        """The status of a library video of the batch's tenant (NotFound for another tenant's, as for none)."""
+        with self.sessions() as s:
+            video = s.get(Video, video_id)
+            if video is None or video.tenant != batch.tenant:
+                raise NotFound(f"no video {video_id} in the library")
+            return video.status
 
     # -- in-process: `videopipe tag` ---------------------------------------------------------------------------
     def run_inline(
@@ -413,12 +417,9 @@ class Batches:
         options = dict(batch.options or {})
         if source.startswith("video:"):
             video_id = source.removeprefix("video:")
-            with self.sessions() as s:
-                video = s.get(Video, video_id)
-                if video is None or video.tenant != batch.tenant:
-                    raise NotFound(f"no video {video_id} in the library")
-                if video.status != "ready":
-                    raise BadRequest(f"video {video_id} is {video.status}, not analysed; analyse it first")
+            status = self._video_status(batch, video_id)
+            if status != "ready":
+                raise BadRequest(f"video {video_id} is {status}, not analysed; analyse it first")
             return video_id, True
         path = Path(source)
         if not path.is_file():

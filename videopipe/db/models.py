@@ -204,7 +204,10 @@ class Tag(Base):
 
 
 class Moment(Base):
-    """The searchable unit: a scene (or a window of a long scene) with everything said and shown in it."""
+    """The searchable unit: a scene (or a window of a long scene) with everything said and shown in it.
+
+    Full-text search lives beside it, in the migration only (dialect-specific, see 0003): on SQLite the FTS5
+    table `moments_fts` kept in step by triggers, on PostgreSQL the generated `tsv` column and its GIN index."""
 
     __tablename__ = "moments"
 
@@ -221,7 +224,10 @@ class Moment(Base):
 
 class MomentVector(Base):
     __tablename__ = "moment_vectors"
-    __table_args__ = (UniqueConstraint("moment_id", "model", name="uq_moment_vectors_moment_id_model"),)
+    __table_args__ = (
+        UniqueConstraint("moment_id", "model", name="uq_moment_vectors_moment_id_model"),
+        Index("ix_moment_vectors_model_moment_id", "model", "moment_id"),  # a model's vectors, in id order
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     moment_id: Mapped[int] = mapped_column(ForeignKey("moments.id", ondelete="CASCADE"), index=True)
