@@ -277,6 +277,14 @@ def bench_http(
                 result.update({"moments": n, "connections": c})
                 print(json.dumps(result), flush=True)
                 results.append(result)
+            # Baseline in the same run: GET /healthz, the same server and middleware doing no search.
+            out = subprocess.run(["wrk", "-t2", f"-c{max(connections)}", f"-d{min(duration, 10)}s", f"{url}/healthz"],
+                                 capture_output=True, text=True, check=True)  # fmt: skip
+            rps = next(x for x in out.stdout.splitlines() if x.startswith("Requests/sec"))
+            baseline = {"baseline": "GET /healthz", "connections": max(connections),
+                        "requests_per_s": float(rps.split()[-1])}  # fmt: skip
+            print(json.dumps(baseline), flush=True)
+            results.append(baseline)
         finally:
             server.terminate()
             server.wait(timeout=30)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from videopipe.config import Settings
@@ -62,6 +64,7 @@ class Searcher:
         self.moments = MomentTable(bind)
         self._batchers: dict[str, QueryBatcher] = {}
         self._batchers_lock = threading.Lock()
+        self._local = threading.local()
 
     def _embed_query(self, query: str) -> tuple[str, np.ndarray]:
         """(model name, vector) for the query, in the serving index's model; concurrent queries share a run."""
@@ -89,18 +92,40 @@ class Searcher:
         if len(query) > MAX_QUERY_CHARS:
             raise BadRequest(f"the query is longer than {MAX_QUERY_CHARS} characters; shorten it")
         n = max(self.settings.search.candidates, limit)
-        vector_ids = self._vector_ranking(query, tenant, video_id, start_s, end_s, n)
-        lexical_ids = self._lexical_ranking(query, tenant, video_id, start_s, end_s, n)
-        fused = rrf([vector_ids, lexical_ids], self.settings.search.rrf_k)[:limit]
-        return self._hydrate(fused, query, vector_ids, lexical_ids, tenant, start_s, end_s)
+        model, q = self._embed_query(query)  # before taking a connection: the model run is the slow part
+        with self.engine.connect() as conn:  # one connection for the rest of the search (each checkout costs)
+            self._local.conn = conn
+            try:
+                vector_ids = self._vector_ranking(model, q, tenant, video_id, start_s, end_s, n)
+                lexical_ids = self._lexical_ranking(query, tenant, video_id, start_s, end_s, n)
+                fused = rrf([vector_ids, lexical_ids], self.settings.search.rrf_k)[:limit]
+                return self._hydrate(fused, query, vector_ids, lexical_ids, tenant, start_s, end_s)
+            finally:
+                self._local.conn = None
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """The search's connection when inside one, else a new one."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            yield current
+            return
+        with self.engine.connect() as conn:
+            yield conn
 
     # -- rankers -------------------------------------------------------------------------------------------
     def _vector_ranking(
-        self, query: str, tenant: str, video_id: str | None, start_s: float | None, end_s: float | None, n: int
+        self,
+        model: str,
+        q: np.ndarray,
+        tenant: str,
+        video_id: str | None,
+        start_s: float | None,
+        end_s: float | None,
+        n: int,
     ) -> list[int]:
-        model, q = self._embed_query(query)
         if video_id is not None:  # one video: exact, over its own vectors
-            with self.engine.connect() as c:
+            with self._connection() as c:
                 rows = c.execute(
                     self._filtered(select(MomentVector.moment_id, MomentVector.vector), tenant, video_id, start_s,
                                    end_s).join(Moment, Moment.id == MomentVector.moment_id)
@@ -177,7 +202,7 @@ class Searcher:
                 "SELECT m.id FROM moments m, to_tsquery('english', :tsq) q "
                 f"WHERE m.tsv @@ q AND {' AND '.join(where)} ORDER BY ts_rank_cd(m.tsv, q) DESC, m.id LIMIT :n"
             )
-        with self.engine.connect() as c:
+        with self._connection() as c:
             return [int(r[0]) for r in c.execute(text(sql), params)]
 
     def _rare_terms(self, terms: list[str]) -> list[str]:
@@ -203,7 +228,7 @@ class Searcher:
             sql, params = "SELECT count(*) FROM moments_fts WHERE moments_fts MATCH :t", {"t": f'"{term}"'}
         else:
             sql, params = "SELECT count(*) FROM moments WHERE tsv @@ to_tsquery('english', :t)", {"t": term}
-        with self.engine.connect() as c:
+        with self._connection() as c:
             df = int(c.execute(text(sql), params).scalar() or 0)
         if len(self._df) > 50_000:
             self._df.clear()
@@ -231,7 +256,7 @@ class Searcher:
             f"m.keyframe_index, v.filename, v.blob_key FROM moments m JOIN videos v ON v.id = m.video_id "
             f"WHERE m.id IN ({ids})"
         )
-        with self.engine.connect() as c:
+        with self._connection() as c:
             rows = {r.id: r for r in c.execute(text(sql))}
         terms = query_terms(query)
         top = fused[0][1]
