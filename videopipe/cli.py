@@ -685,6 +685,20 @@ def demo(out_dir: Path, as_json: bool) -> None:
         f"sample {path}: {len(cuts)} slide changes, {tp} found within one frame, {fp} false, {fn} missed; "
         f"{len(doc['ocr'])} slides read, {len(doc['transcript'])} sentences heard"
     )
+    # The same video in the local library: search and a question, as `videopipe search` / `ask` answer them.
+    from videopipe.ask import Asker
+    from videopipe.search import Searcher
+
+    with err_console.status("adding to the local library (search, ask)", spinner="dots"):
+        video_id = _add_to_library(settings, path, doc, out_dir, "general")
+    pipeline = _library(settings)
+    query = "when does a volcano erupt"
+    for h in Searcher(settings, pipeline.sessions).search(query, "default", video_id=video_id, limit=1):
+        console.print(f'search "{query}": {h["start"][:8]}-{h["end"][:8]} {h["text"][:80]}', highlight=False)
+    question = "What did the telescope reveal?"
+    answer = Asker(pipeline, settings).ask("default", video_id, question)
+    cited = ", ".join(f"{c['start'][:8]}-{c['end'][:8]}" for c in answer["citations"])
+    console.print(f'ask "{question}": {answer["answer"][:80]} [{cited}] ({answer["mode"]})', highlight=False)
 
 
 def pipeline_with_dispatcher(settings: Settings) -> tuple[Any, Any]:
