@@ -71,6 +71,7 @@ class ItemOut(BaseModel):
     source: str = Field(description='A path, an s3:// URL or "video:<id>"')
     video_id: str | None
     status: str = Field(description="pending, analyzing, done, failed or cancelled")
+    progress: float = Field(description="0 to 1: the item's analysis while analyzing, 1 once finished")
     reused: bool = Field(description="Analysed before with the same settings: its results were reused")
     error_type: str | None
     error: str | None
@@ -88,7 +89,7 @@ class Counts(BaseModel):
 class BatchOut(BaseModel):
     id: str
     status: str = Field(description="running, done or cancelled")
-    progress: float = Field(description="Share of items finished (done, failed or cancelled), 0 to 1")
+    progress: float = Field(description="0 to 1: items finished, plus the analysis progress of those under way")
     total: int
     counts: Counts
     vocabulary: list[VocabEntry] | None

@@ -471,10 +471,14 @@ def test_search_and_ask_over_http_stay_inside_the_tenant(api: Api, lecture_id: s
 
 def _wait_batch(http: httpx.Client, batch_id: str, timeout_s: float = 240) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
+    seen: list[float] = []
     while time.monotonic() < deadline:
         info = http.get(f"/v1/batches/{batch_id}").json()
-        assert 0.0 <= info["progress"] <= 1.0
+        seen.append(info["progress"])
+        assert 0.0 <= info["progress"] <= 1.0 and seen == sorted(seen), seen  # it only moves forward
+        assert all(0.0 <= i["progress"] <= 1.0 for i in info["items"])
         if info["status"] != "running":
+            assert all(i["progress"] == 1.0 for i in info["items"])
             return info
         time.sleep(0.3)
     raise AssertionError(f"batch {batch_id} not finished after {timeout_s} s: {info}")

@@ -134,8 +134,20 @@ class Batches:
             )
             total = sum(counts.values())
             finished = sum(counts.get(k, 0) for k in TERMINAL)
+            # Items being analysed count with their analysis's own progress (long videos move the bar too).
+            partial = dict(
+                s.execute(
+                    select(BatchItem.id, func.max(Job.progress))
+                    .join(Job, Job.video_id == BatchItem.video_id)
+                    .where(BatchItem.batch_id == batch_id, BatchItem.status == "analyzing",
+                           Job.status.in_(("queued", "running", "ready")))
+                    .group_by(BatchItem.id)
+                ).all()
+            )  # fmt: skip
+            partial = {k: min(0.99, max(0.0, float(p or 0.0))) for k, p in partial.items()}  # tagging is left
+            done = finished + sum(partial.values())
             body: dict[str, Any] = {
-                "id": batch.id, "status": batch.status, "progress": finished / total if total else 1.0,
+                "id": batch.id, "status": batch.status, "progress": round(done / total, 4) if total else 1.0,
                 "total": total, "counts": {k: counts.get(k, 0) for k in ("pending", "analyzing", *TERMINAL)},
                 "vocabulary": batch.vocabulary, "top_k": batch.top_k, "vlm": batch.vlm,
                 "created_at": batch.created_at, "finished_at": batch.finished_at,
@@ -143,13 +155,15 @@ class Batches:
             if items:
                 rows = s.scalars(select(BatchItem).where(BatchItem.batch_id == batch_id)
                                  .order_by(BatchItem.position).offset(offset).limit(limit))  # fmt: skip
-                body["items"] = [self._item(r) for r in rows]
+                body["items"] = [self._item(r, partial.get(r.id)) for r in rows]
             return body
 
     @staticmethod
-    def _item(r: BatchItem) -> dict[str, Any]:
+    def _item(r: BatchItem, partial: float | None = None) -> dict[str, Any]:
+        progress = 1.0 if r.status in TERMINAL else round(float(partial or 0.0), 4)
         return {"position": r.position, "source": r.source, "video_id": r.video_id, "status": r.status,
-                "reused": r.reused, "error_type": r.error_type, "error": r.error, "tags": r.tags or []}  # fmt: skip
+                "progress": progress, "reused": r.reused, "error_type": r.error_type, "error": r.error,
+                "tags": r.tags or []}  # fmt: skip
 
     def list_batches(self, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
         with self.sessions() as s:
