@@ -274,3 +274,12 @@ def test_a_served_batch_from_an_s3_prefix_queues_a_few_at_a_time(
             assert item["status"] == "failed" and "cut off" in item["error"]
         else:
             assert name[2:].removesuffix(".mp4") in [t["tag"] for t in item["tags"][:3]], item
+
+
+def test_the_csv_export_does_not_let_a_tag_become_a_spreadsheet_formula() -> None:
+    from videopipe.tagging import tags_csv
+
+    text = tags_csv([("=cmd|' /C calc'!A0.mp4", "v1", [{"tag": "@SUM(1+1)", "score": 0.5, "source": "vlm",
+                                                         "support": [{"start_s": 1.0, "end_s": 2.5}]}])])  # fmt: skip
+    row = next(csv.DictReader(io.StringIO(text)))
+    assert row["video"].startswith("'=") and row["tag"] == "'@SUM(1+1)" and row["support"] == "1.000-2.500"

@@ -62,11 +62,19 @@ def transcript_srt(segments: Iterable[Mapping[str, Any]]) -> str:
     return "\n".join(parts)
 
 
+def safe_cell(value: Any) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula (OWASP: model output and file names are
+    untrusted; a leading =, +, -, @, tab or CR gets a quote in front)."""
+    text = str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def events_csv(events: Iterable[Mapping[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["start_s", "end_s", "start", "end", "label", "description", "source"])
     for start, _end, e in _spans(events):
         writer.writerow([f"{start:.3f}", f"{float(e['end_s']):.3f}", _clock(start, "."), _clock(float(e["end_s"]), "."),
-                         e.get("label", ""), e.get("description", ""), e.get("source", "")])  # fmt: skip
+                         safe_cell(e.get("label", "")), safe_cell(e.get("description", "")),
+                         e.get("source", "")])  # fmt: skip
     return out.getvalue()

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from videopipe.errors import BadRequest, VLMError
+from videopipe.exports import safe_cell
 from videopipe.search import STOPWORDS
 
 MAX_VOCABULARY = 1000
@@ -260,5 +261,6 @@ def tags_csv(rows: Iterable[tuple[str, str | None, Sequence[dict[str, Any]]]]) -
     for video, video_id, tags in rows:
         for t in tags:
             spans = ";".join(f"{s['start_s']:.3f}-{s['end_s']:.3f}" for s in t.get("support", []))
-            writer.writerow([video, video_id or "", t["tag"], f"{t['score']:.4f}", t.get("source", ""), spans])
+            writer.writerow([safe_cell(video), video_id or "", safe_cell(t["tag"]), f"{t['score']:.4f}",
+                             t.get("source", ""), spans])  # fmt: skip
     return out.getvalue()
