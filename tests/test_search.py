@@ -355,3 +355,25 @@ def test_concurrent_queries_share_model_runs_and_each_gets_its_own_vector() -> N
 
     with pytest.raises(RuntimeError, match="model crashed"):
         QueryBatcher(Broken()).embed_one("anything")  # type: ignore[arg-type]
+
+
+def test_a_repeated_query_is_not_embedded_again(library: tuple[Pipeline, dict[str, str]]) -> None:
+    pipeline, _ = library
+    searcher = Searcher(pipeline.settings, pipeline.sessions)
+    first = searcher.search("a volcano can erupt without warning", "default")
+    batcher = next(iter(searcher._batchers.values()))
+    runs: list[int] = []
+    real = batcher.embedder
+
+    class Counting:
+        name, dim = real.name, real.dim
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            runs.append(len(texts))
+            return real.embed(texts)
+
+    batcher.embedder = Counting()  # type: ignore[assignment]
+    assert searcher.search("a volcano can erupt without warning", "default") == first
+    assert runs == []
+    searcher.search("telescopes and galaxies", "default")
+    assert runs == [1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +24,7 @@ from videopipe.timefmt import fmt_time
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_CHARS = 500
+RECENT_QUERIES = 4096  # query vectors kept (about 1.5 kB each)
 
 
 # Words too common to say anything about where a moment is (they would make full-text matching scan everything).
@@ -65,17 +67,28 @@ class Searcher:
         self._batchers: dict[str, QueryBatcher] = {}
         self._batchers_lock = threading.Lock()
         self._local = threading.local()
+        self._recent: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # repeated queries (paging, UIs)
 
     def _embed_query(self, query: str) -> tuple[str, np.ndarray]:
         """(model name, vector) for the query, in the serving index's model; concurrent queries share a run."""
         from videopipe.embeddings import open_embedder
 
         embedder = open_embedder(self.settings, self.index.model)
+        key = (embedder.name, query)
         with self._batchers_lock:
+            cached = self._recent.get(key)
+            if cached is not None:
+                self._recent.move_to_end(key)
+                return embedder.name, cached
             batcher = self._batchers.get(embedder.name)
             if batcher is None:
                 batcher = self._batchers[embedder.name] = QueryBatcher(embedder)
-        return embedder.name, batcher.embed_one(query)
+        vector = batcher.embed_one(query)
+        with self._batchers_lock:
+            self._recent[key] = vector
+            if len(self._recent) > RECENT_QUERIES:
+                self._recent.popitem(last=False)
+        return embedder.name, vector
 
     def search(
         self,
