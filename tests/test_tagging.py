@@ -152,6 +152,27 @@ def test_every_topic_ranks_its_true_tag_in_the_top_three_with_supporting_moments
     with pytest.raises(Exception, match="no batch"):
         batches.describe("someone-else", batch_id)
 
+    # No vocabulary: the model's free tags from the analysis (as the understand stage stores them), each with
+    # the moments that support it; without any, the words said and shown most.
+    from videopipe.db.models import Tag
+
+    cooking_id = cooking["video_id"]
+    with pipeline.sessions.begin() as s:
+        s.add_all([Tag(video_id=cooking_id, tag="baking bread", score=0.8, source="vlm"),
+                   Tag(video_id=cooking_id, tag="kitchen", score=0.6, source="vlm")])  # fmt: skip
+    free = batches.create("default", [str(p) for p in files[:2]], None, top_k=3, options={"profile": "lecture"})
+    batches.run_inline("default", free)
+    by_file = {Path(i["source"]).name: i["tags"] for i in batches.describe("default", free)["items"]}
+    baked = by_file["b-cooking.mp4"]
+    assert [(t["tag"], t["score"], t["source"]) for t in baked] == [
+        ("baking bread", 0.8, "vlm"),
+        ("kitchen", 0.6, "vlm"),
+    ]
+    assert baked[0]["support"] and all(0 <= sp["start_s"] < sp["end_s"] for sp in baked[0]["support"])
+    words = by_file["a-geology.mp4"]
+    assert words and all(t["source"] == "keywords" for t in words)
+    assert {"magma", "volcano", "volcanoes", "lava", "erupts", "eruption"} & {t["tag"] for t in words}
+
 
 def test_zero_shot_score_prefers_the_label_that_covers_the_video() -> None:
     moments = [MomentText(0, 8, "a"), MomentText(8, 10, "b")]

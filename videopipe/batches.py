@@ -252,17 +252,21 @@ class Batches:
                     return tags
             except VLMError as exc:
                 log.warning("video %s: the model's tags could not be used (%s); tagging without it", video_id, exc)
+        if not moments or not (labels or free):
+            return keyword_tags(moments, top_k)
+        if all(m.id in stored for m in rows):
+            vectors = np.stack([np.frombuffer(stored[m.id], np.float32) for m in rows])
+        else:  # vectors of another model (or none): embed the moments now
+            vectors = embedder.embed([m.text for m in moments])
         if labels:
-            if not moments:
-                return []
-            if all(m.id in stored for m in rows):
-                vectors = np.stack([np.frombuffer(stored[m.id], np.float32) for m in rows])
-            else:  # vectors of another model (or none): embed the moments now
-                vectors = embedder.embed([m.text for m in moments])
             return zero_shot_tags(moments, vectors, labels, self.label_vectors(batch_id, labels), top_k)
-        if free:
-            return [TagScore(t, s, "vlm") for t, s in free[:top_k]]
-        return keyword_tags(moments, top_k)
+        # The model's free tags from the analysis, with their scores; the moments that support each are found
+        # the zero-shot way (the tag against every moment).
+        chosen = free[:top_k]
+        free_labels = [Label(t) for t, _ in chosen]
+        found = zero_shot_tags(moments, vectors, free_labels, embedder.embed([t for t, _ in chosen]), len(chosen))
+        support = {t.tag: t.support for t in found}
+        return [TagScore(t, score, "vlm", support.get(t, [])) for t, score in chosen]
 
     def _finish_item(self, item_id: int, batch: Batch, video_id: str, reused: bool) -> None:
         labels = _labels(batch.vocabulary)
