@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from tests.conftest import run_cli
 from tests.test_vlm_openai import FakeVLLM, completion
 from videopipe.batches import Batches, expand_paths
 from videopipe.config import Settings
@@ -304,3 +305,16 @@ def test_the_csv_export_does_not_let_a_tag_become_a_spreadsheet_formula() -> Non
                                                          "support": [{"start_s": 1.0, "end_s": 2.5}]}])])  # fmt: skip
     row = next(csv.DictReader(io.StringIO(text)))
     assert row["video"].startswith("'=") and row["tag"] == "'@SUM(1+1)" and row["support"] == "1.000-2.500"
+
+
+def test_a_file_named_twice_is_one_item_and_fails_alone_with_its_reason(topic_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "broken.mp4").write_bytes((topic_dir / "c-corrupt.mp4").read_bytes())
+    (folder / "empty.mp4").write_bytes(b"")
+    env = {"VIDEOPIPE_DATA_DIR": str(tmp_path / "data"), "VIDEOPIPE_VLM": "none"}
+    proc = run_cli("tag", str(folder), str(folder / "empty.mp4"), "-q", "--json", "-", cwd=tmp_path, env=env)
+    assert proc.returncode == 1, proc.stderr
+    items = json.loads(proc.stdout)["items"]
+    assert [(Path(i["source"]).name, i["status"]) for i in items] == [("broken.mp4", "failed"), ("empty.mp4", "failed")]
+    assert "empty (0 bytes)" in items[1]["error"] and "cut off" in items[0]["error"]

@@ -447,6 +447,7 @@ def tag(
             sources.append(f"video:{raw}")
         else:
             sources += [str(p) for p in expand_paths([raw])]
+    sources = list(dict.fromkeys(sources))  # a file named and also inside a named folder is tagged once
     if not sources:
         from videopipe.errors import NotFound
 
