@@ -175,7 +175,7 @@ def get_batch(
 @router.get("/{batch_id}/tags.csv", summary="Tags as CSV: one row per (video, tag)",
             responses={200: {"content": {"text/csv": {}}}, **problem_responses(401, 404, 422)})  # fmt: skip
 def tags_csv(batch_id: BatchId, tenant: Tenant, state: State) -> Response:
-    from videopipe.tagging import tags_csv
+    from videopipe.exports import tags_csv
 
     text = tags_csv(state.extras["batches"].export_rows(tenant, batch_id))
     return Response(text, media_type="text/csv; charset=utf-8",

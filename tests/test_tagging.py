@@ -299,7 +299,7 @@ def test_a_served_batch_from_an_s3_prefix_queues_a_few_at_a_time(
 
 
 def test_the_csv_export_does_not_let_a_tag_become_a_spreadsheet_formula() -> None:
-    from videopipe.tagging import tags_csv
+    from videopipe.exports import tags_csv
 
     text = tags_csv([("=cmd|' /C calc'!A0.mp4", "v1", [{"tag": "@SUM(1+1)", "score": 0.5, "source": "vlm",
                                                          "support": [{"start_s": 1.0, "end_s": 2.5}]}])])  # fmt: skip

@@ -171,16 +171,6 @@ class Batches:
                                  .order_by(Batch.created_at.desc()).limit(limit)))  # fmt: skip
         return [self.describe(tenant, i, items=False) for i in ids]
 
-    def outcomes(self, tenant: str, batch_id: str) -> list[ItemOutcome]:
-        with self.sessions() as s:
-            self._batch(s, tenant, batch_id)
-            rows = s.execute(
-                select(BatchItem, Video.filename).outerjoin(Video, Video.id == BatchItem.video_id)
-                .where(BatchItem.batch_id == batch_id).order_by(BatchItem.position)
-            ).all()  # fmt: skip
-            return [ItemOutcome(r.position, _display(r.source, name), r.status, r.reused, r.error, r.tags or [])
-                    for r, name in rows]  # fmt: skip
-
     def export_rows(self, tenant: str, batch_id: str) -> list[tuple[str, str | None, list[dict[str, Any]]]]:
         with self.sessions() as s:
             self._batch(s, tenant, batch_id)
@@ -232,6 +222,15 @@ class Batches:
         from videopipe.embeddings import open_embedder
         from videopipe.moments import moment_text
 
+        if vlm != "none":
+            from videopipe.vlm_tagging import vlm_tags
+
+            try:
+                tags = vlm_tags(self.pipeline, video_id, labels, top_k, vlm)
+                if tags is not None:
+                    return tags
+            except VLMError as exc:
+                log.warning("video %s: the model's tags could not be used (%s); tagging without it", video_id, exc)
         with self.sessions() as s:
             rows = list(s.scalars(select(Moment).where(Moment.video_id == video_id).order_by(Moment.start_s)))
             moments = [MomentText(m.start_s, m.end_s, moment_text(m)) for m in rows]
@@ -243,15 +242,6 @@ class Batches:
             free = [
                 (t.tag, t.score) for t in s.scalars(select(Tag).where(Tag.video_id == video_id, Tag.source == "vlm"))
             ]
-        if vlm != "none":
-            from videopipe.vlm_tagging import vlm_tags
-
-            try:
-                tags = vlm_tags(self.pipeline, video_id, labels, top_k, vlm)
-                if tags is not None:
-                    return tags
-            except VLMError as exc:
-                log.warning("video %s: the model's tags could not be used (%s); tagging without it", video_id, exc)
         if not moments or not (labels or free):
             return keyword_tags(moments, top_k)
         if all(m.id in stored for m in rows):

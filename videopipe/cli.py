@@ -199,7 +199,7 @@ def analyze(
         doc = run_analyze(video, out, settings, options, progress=bar, warn=_warn)
     if library:
         with err_console.status("adding to the local library (search, ask)", spinner="dots"):
-            _add_to_library(settings, video, doc, out, profile)
+            _add_to_library(_library(settings), video, doc, out, profile)
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     elif not quiet:
@@ -213,8 +213,8 @@ def _library(settings: Settings) -> Any:
     return open_pipeline(settings, migrate=settings.database_url is None)
 
 
-def _add_to_library(settings: Settings, video: Path, doc: dict[str, Any], out: Path, profile: str) -> str:
-    video_id: str = _library(settings).import_document(video, doc, out, options={"profile": profile})
+def _add_to_library(pipeline: Any, video: Path, doc: dict[str, Any], out: Path, profile: str) -> str:
+    video_id: str = pipeline.import_document(video, doc, out, options={"profile": profile})
     return video_id
 
 
@@ -436,7 +436,8 @@ def tag(
     arguments, it goes on where it stopped. A file that cannot be read fails alone; the exit status is then 1.
     """
     from videopipe.batches import Batches, batch_key, expand_paths
-    from videopipe.tagging import read_vocabulary, tags_csv
+    from videopipe.exports import tags_csv
+    from videopipe.tagging import read_vocabulary
 
     settings = _settings(model, vlm_url)
     pipeline = _library(settings)
@@ -466,13 +467,6 @@ def tag(
                           highlight=False)  # fmt: skip
     with BatchProgress(not quiet, before["total"], finished) as bar:
 
-        class Reporter:
-            def start(self, stage: str, total: float) -> None:
-                bar.start(stage, total)
-
-            def update(self, done: float) -> None:
-                bar.update(done)
-
         def on_item(outcome: Any) -> None:
             name = Path(outcome.source).name
             if outcome.status == "failed":
@@ -483,7 +477,7 @@ def tag(
                                   highlight=False)  # fmt: skip
             bar.file_done()
 
-        batches.run_inline(tenant, batch_id, progress=Reporter(), on_item=on_item, on_start=bar.file)
+        batches.run_inline(tenant, batch_id, progress=bar, on_item=on_item, on_start=bar.file)
     summary = batches.describe(tenant, batch_id)
     if csv_out is not None:
         _write_out(csv_out, tags_csv(batches.export_rows(tenant, batch_id)))
@@ -690,9 +684,9 @@ def demo(out_dir: Path, as_json: bool) -> None:
     from videopipe.ask import Asker
     from videopipe.search import Searcher
 
-    with err_console.status("adding to the local library (search, ask)", spinner="dots"):
-        video_id = _add_to_library(settings, path, doc, out_dir, "general")
     pipeline = _library(settings)
+    with err_console.status("adding to the local library (search, ask)", spinner="dots"):
+        video_id = _add_to_library(pipeline, path, doc, out_dir, "general")
     query = "when does a volcano erupt"
     for h in Searcher(settings, pipeline.sessions).search(query, "default", video_id=video_id, limit=1):
         console.print(f'search "{query}": {h["start"][:8]}-{h["end"][:8]} {h["text"][:80]}', highlight=False)

@@ -1,10 +1,10 @@
-"""Results as files players and spreadsheets read: WebVTT (chapters, captions), SubRip and CSV."""
+"""Results as files players and spreadsheets read: WebVTT (chapters, captions), SubRip and CSV (events, tags)."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from videopipe.timefmt import fmt_time
@@ -77,4 +77,20 @@ def events_csv(events: Iterable[Mapping[str, Any]]) -> str:
         writer.writerow([f"{start:.3f}", f"{float(e['end_s']):.3f}", _clock(start, "."), _clock(float(e["end_s"]), "."),
                          safe_cell(e.get("label", "")), safe_cell(e.get("description", "")),
                          e.get("source", "")])  # fmt: skip
+    return out.getvalue()
+
+
+CSV_COLUMNS = ["video", "video_id", "tag", "score", "source", "support"]
+
+
+def tags_csv(rows: Iterable[tuple[str, str | None, Sequence[dict[str, Any]]]]) -> str:
+    """One row per (video, tag): `support` is the supporting time ranges as ``start-end`` seconds, ``;``-joined."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for video, video_id, tags in rows:
+        for t in tags:
+            spans = ";".join(f"{s['start_s']:.3f}-{s['end_s']:.3f}" for s in t.get("support", []))
+            writer.writerow([safe_cell(video), video_id or "", safe_cell(t["tag"]), f"{t['score']:.4f}",
+                             t.get("source", ""), spans])  # fmt: skip
     return out.getvalue()

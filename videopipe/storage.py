@@ -157,22 +157,11 @@ class S3BlobStore:
 @contextmanager
 def read_s3_object(url: str, settings: Settings) -> Iterator[IO[bytes]]:
     """A streaming body for s3://bucket/key, with a clear error when the object is missing or unreadable."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
     parsed = urlparse(url)
     if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
         raise BadRequest(f"{url}: not an S3 object URL; use s3://BUCKET/KEY")
-    client = boto3.client("s3", endpoint_url=os.environ.get("VIDEOPIPE_S3_ENDPOINT_URL"))
-    try:
-        obj = client.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("NoSuchKey", "NoSuchBucket", "404"):
-            raise NotFound(f"{url}: no such object; check the bucket and key") from None
-        raise BadRequest(f"{url}: S3 refused the read ({code}); check the server's credentials") from None
-    except BotoCoreError as exc:
-        raise BadRequest(f"{url}: S3 could not be reached ({exc})") from None
+    with _s3_errors(url, "read", ("NoSuchKey", "NoSuchBucket", "404"), "no such object; check the bucket and key"):
+        obj = _s3_client().get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
     if obj.get("ContentLength", 0) > settings.limits.max_file_bytes:
         obj["Body"].close()
         from videopipe.library import too_large
@@ -186,30 +175,42 @@ def read_s3_object(url: str, settings: Settings) -> Iterator[IO[bytes]]:
 
 def list_s3_objects(prefix_url: str, limit: int) -> list[str]:
     """The s3:// URLs of the objects under `prefix_url` (s3://BUCKET/PREFIX), sorted, at most `limit`."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
     parsed = urlparse(prefix_url)
     if parsed.scheme != "s3" or not parsed.netloc:
         raise BadRequest(f"{prefix_url}: not an S3 prefix; use s3://BUCKET/PREFIX")
-    client = boto3.client("s3", endpoint_url=os.environ.get("VIDEOPIPE_S3_ENDPOINT_URL"))
     urls: list[str] = []
-    try:
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=parsed.netloc,
-                                                                      Prefix=parsed.path.lstrip("/")):  # fmt: skip
+    with _s3_errors(prefix_url, "listing", ("NoSuchBucket", "404"), "no such bucket; check the URL"):
+        pages = _s3_client().get_paginator("list_objects_v2").paginate(Bucket=parsed.netloc,
+                                                                        Prefix=parsed.path.lstrip("/"))  # fmt: skip
+        for page in pages:
             for obj in page.get("Contents", []):
                 if not obj["Key"].endswith("/"):
                     urls.append(f"s3://{parsed.netloc}/{obj['Key']}")
                 if len(urls) > limit:
                     raise BadRequest(f"{prefix_url}: more than {limit} objects; split the batch")
+    return sorted(urls)
+
+
+def _s3_client() -> Any:
+    import boto3
+
+    return boto3.client("s3", endpoint_url=os.environ.get("VIDEOPIPE_S3_ENDPOINT_URL"))
+
+
+@contextmanager
+def _s3_errors(url: str, doing: str, missing: tuple[str, ...], missing_detail: str) -> Iterator[None]:
+    """S3 failures as the user's errors: missing → NotFound, refused or unreachable → BadRequest."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("NoSuchBucket", "404"):
-            raise NotFound(f"{prefix_url}: no such bucket; check the URL") from None
-        raise BadRequest(f"{prefix_url}: S3 refused the listing ({code}); check the server's credentials") from None
+        if code in missing:
+            raise NotFound(f"{url}: {missing_detail}") from None
+        raise BadRequest(f"{url}: S3 refused the {doing} ({code}); check the server's credentials") from None
     except BotoCoreError as exc:
-        raise BadRequest(f"{prefix_url}: S3 could not be reached ({exc})") from None
-    return sorted(urls)
+        raise BadRequest(f"{url}: S3 could not be reached ({exc})") from None
 
 
 def open_store(settings: Settings) -> BlobStore:

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from videopipe.errors import BadRequest, VLMError
-from videopipe.exports import safe_cell
 from videopipe.search import STOPWORDS
 
 MAX_VOCABULARY = 1000
@@ -247,20 +246,3 @@ def parse_vlm_tags(text: str, labels: Sequence[Label] | None, duration_s: float,
     if not out:
         raise VLMError("the model gave no tag from the vocabulary" if labels else "the model gave no tags")
     return sorted(out.values(), key=lambda t: -t.score)[:top_k]
-
-
-# -- exports -----------------------------------------------------------------------------------------------------
-CSV_COLUMNS = ["video", "video_id", "tag", "score", "source", "support"]
-
-
-def tags_csv(rows: Iterable[tuple[str, str | None, Sequence[dict[str, Any]]]]) -> str:
-    """One row per (video, tag): `support` is the supporting time ranges as ``start-end`` seconds, ``;``-joined."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for video, video_id, tags in rows:
-        for t in tags:
-            spans = ";".join(f"{s['start_s']:.3f}-{s['end_s']:.3f}" for s in t.get("support", []))
-            writer.writerow([safe_cell(video), video_id or "", safe_cell(t["tag"]), f"{t['score']:.4f}",
-                             t.get("source", ""), spans])  # fmt: skip
-    return out.getvalue()
