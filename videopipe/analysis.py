@@ -24,11 +24,11 @@ import cv2
 
 from videopipe import __version__
 from videopipe.config import Settings
-from videopipe.errors import TruncatedVideo, UndecodableVideo
+from videopipe.errors import BadRequest, TruncatedVideo, UndecodableVideo
 from videopipe.keyframes import Keyframe, KeyframeSelector
 from videopipe.media.decode import describe_resolution, iter_analysis_frames
 from videopipe.media.grab import grab_frames
-from videopipe.media.probe import VideoInfo, probe
+from videopipe.media.probe import DECLARED_DURATION_FORMATS, VideoInfo, probe
 from videopipe.perception.motion import MotionDetector
 from videopipe.perception.stages import run_ocr, run_speech
 from videopipe.progress import NullProgress, Progress
@@ -80,6 +80,34 @@ class AnalyzeOptions:
         )
 
 
+_OPTION_CHOICES: dict[str, tuple[object, ...]] = {
+    "profile": tuple(PROFILES),
+    "vlm": ("auto", "none", "transformers", "openai", None),
+    "asr": (True, False),
+    "ocr": (True, False),
+    "motion": (True, False),
+    "force": (True, False),
+}
+
+
+def check_job_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Job options as stored with a job (the API's AnalysisOptions), checked again here: they reach the stages
+    from every door (API, batches, CLI), and a wrong one must fail at submission, not inside a worker."""
+    for key, value in options.items():
+        choices = _OPTION_CHOICES.get(key)
+        if choices is None:
+            raise BadRequest(f"options: unknown option {key!r}; known: {', '.join(sorted(_OPTION_CHOICES))}")
+        ok = (
+            isinstance(value, bool)
+            if True in choices
+            else (value is None or isinstance(value, str)) and value in choices
+        )
+        if not ok:
+            allowed = ", ".join("null" if c is None else str(c).lower() for c in choices)
+            raise BadRequest(f"options: {key} must be one of {allowed}")
+    return options
+
+
 @dataclass(slots=True)
 class PassResult:
     info: VideoInfo
@@ -119,7 +147,7 @@ def run_pass(
             for sink in sinks:
                 sink(sf)
 
-    for frame in iter_analysis_frames(info, settings.analysis, _warn):
+    for frame in iter_analysis_frames(info, settings.analysis, _warn, settings.limits):
         feed(detector.push(frame))
         frames += 1
         if frame.t_s >= next_report:
@@ -140,20 +168,17 @@ def run_pass(
     return PassResult(info, scenes, selector.select(scenes), frames, decode_s, warnings)
 
 
-# Containers whose header states the duration (rather than FFmpeg estimating it from the bitrate).
-_DECLARED_DURATION_FORMATS = {"matroska,webm", "avi", "mov,mp4,m4a,3gp,3g2,mj2", "flv", "asf"}
-
-
 def _check_complete(info: VideoInfo, decoded_to_s: float) -> None:
-    """A file that stops well before the duration its own header declares was cut off."""
-    if info.container not in _DECLARED_DURATION_FORMATS or not info.duration_s:
+    """A file that stops well before the duration its own header declares was cut off (long files are checked
+    here: the probe reads the packets of the first ~80 minutes only)."""
+    if info.container not in DECLARED_DURATION_FORMATS or not info.declared_duration_s:
         return
-    missing = info.duration_s - decoded_to_s
-    if missing > max(1.0, 0.1 * info.duration_s):
+    missing = info.declared_duration_s - decoded_to_s
+    if missing > max(1.0, 0.1 * info.declared_duration_s):
         ext = Path(info.path).suffix or ".mkv"
         raise TruncatedVideo(
             f"{Path(info.path).name}: the pictures stop at {fmt_time(decoded_to_s)} but the file declares "
-            f"{fmt_time(info.duration_s)}; it was cut off during upload, copy or recording. Copy the complete "
+            f"{fmt_time(info.declared_duration_s)}; it was cut off during upload, copy or recording. Copy the complete "
             f"file again, or remux what is there (ffmpeg -i IN -c copy OUT{ext}) to analyse only that part"
         )
 
@@ -306,7 +331,7 @@ def _write_keyframes(
 ) -> dict[int, str]:
     progress.start("keyframes", len(keyframes))
     images: dict[int, str] = {}
-    for n, grabbed in enumerate(grab_frames(info, [k.pts for k in keyframes]), start=1):
+    for n, grabbed in enumerate(grab_frames(info, [k.pts for k in keyframes], settings.limits), start=1):
         name = f"{n:05d}_{round(grabbed.t_s * 1000):09d}ms.jpg"
         grabbed.image.save(folder / name, "JPEG", quality=settings.keyframes.jpeg_quality)
         images[grabbed.pts] = f"keyframes/{name}"

@@ -60,10 +60,26 @@ class LimitSettings(BaseModel):
     """Inputs videopipe refuses with a clear message instead of running out of memory or time."""
 
     max_file_bytes: int = Field(64 * 1024**3, gt=0)
+    # Read from the codec parameters before any frame is decoded, and enforced again inside every decoder
+    # (FFmpeg's max_pixels), so a container that declares a small frame cannot hand over a huge one.
     max_frame_pixels: int = Field(7680 * 4320, gt=0)  # 8K UHD
     min_side_px: int = Field(16, ge=1)
     max_aspect_ratio: float = Field(8.0, ge=1)
     max_duration_s: float = Field(48 * 3600.0, gt=0)
+    # Pixels per second of video (width x height x frame rate): 4K at 60 fps.
+    max_pixel_rate: float = Field(3840 * 2160 * 60.0, gt=0)
+    # Streams of any kind in one file (video, audio, subtitles, data); the demuxer stops adding more.
+    max_streams: int = Field(32, ge=1, le=1000)
+    # The decode budget of one video: frames x pixels, from the container's packets before decoding, counted
+    # again while decoding. Default: 48 hours of 1080p at 30 fps.
+    max_decode_pixels: int = Field(48 * 3600 * 30 * 1920 * 1080, gt=0)
+    # Two frames further apart than this in presentation time mean a damaged or spliced timeline (a timestamp
+    # jump or wrap): the file is refused with a message saying how to rewrite its timestamps.
+    max_timestamp_gap_s: float = Field(3600.0, gt=0)
+    # Server-side probes run in a child process with this much memory (RLIMIT_DATA) and time: FFmpeg's stream
+    # analysis runs before any of the limits above can be read, and a crash there must not take the server down.
+    probe_memory_bytes: int = Field(1536 * 1024**2, ge=256 * 1024**2)
+    probe_timeout_s: float = Field(60.0, gt=0)
 
 
 class MotionSettings(BaseModel):
@@ -141,7 +157,11 @@ class JobSettings(BaseModel):
     redispatch_after_s: float = Field(300.0, gt=0)  # a pending stage not started by then is sent again
     reconcile_every_s: float = Field(30.0, gt=0)
     max_attempts: int = Field(3, ge=1)
-    embedded_concurrency: int = Field(1, ge=1, le=16)  # stages run at once by the in-process runner
+    embedded_concurrency: int = Field(2, ge=1, le=16)  # stages run at once by the in-process runner
+    # Stages of one tenant running at once (embedded runner and Celery workers alike): one tenant's long job
+    # never holds the last free slot from another tenant's short one. 0: no cap.
+    max_running_per_tenant: int = Field(1, ge=0, le=1000)
+    defer_s: float = Field(5.0, gt=0)  # a stage of a tenant at its cap is sent again after this long
 
 
 class BatchSettings(BaseModel):
@@ -186,6 +206,16 @@ class ApiSettings(BaseModel):
     # tus uploads not touched for this long are removed with their bytes.
     upload_expiry_s: float = Field(7 * 24 * 3600.0, gt=0)
     cors_origins: list[str] = []
+    # Request bodies of every route but the uploads (JSON: ingest, ask, batches...), cut off as they stream in.
+    max_json_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    # /metrics: answered to this bearer token when set, else only to loopback clients.
+    metrics_token: str | None = None
+    # A multipart upload's staging folder not written for this long belongs to a dead request: it is removed
+    # (at start-up and by the housekeeping thread).
+    staging_expiry_s: float = Field(3600.0, gt=0)
+    # How long a verified API key is trusted without asking the database again: a revoked key is refused by
+    # every process within this time.
+    key_cache_s: float = Field(0.5, ge=0, le=1.0)
 
 
 class Settings(BaseSettings):

@@ -10,6 +10,7 @@ to do about it, and a stable ``type`` slug that the API turns into an RFC 9457 p
     │   ├── TruncatedVideo         the file stops before its own index says it should
     │   ├── UndecodableVideo       a video stream, but not one frame decodes
     │   ├── UnsupportedVideo       decodes, but outside the limits (absurd size, length)
+    │   ├── UnsupportedContainer   a format videopipe does not open (playlists, scripts: they name other inputs)
     │   ├── TooLarge               an upload over the size limit
     │   └── BadRequest             a request that cannot be read (bad header, offset, field, path)
     ├── NotFound                   no such video, job, upload or key for this tenant
@@ -66,6 +67,10 @@ class UndecodableVideo(InputError):
 
 class UnsupportedVideo(InputError):
     type = "unsupported-video"
+
+
+class UnsupportedContainer(InputError):
+    type = "unsupported-container"
 
 
 class TooLarge(InputError):

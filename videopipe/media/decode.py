@@ -23,8 +23,9 @@ import av.error
 import cv2
 import numpy as np
 
-from videopipe.config import AnalysisSettings
-from videopipe.media.probe import VideoInfo
+from videopipe.config import AnalysisSettings, LimitSettings
+from videopipe.media.container import limit_decoder, open_media
+from videopipe.media.probe import DecodeGuard, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +121,13 @@ def chroma_halvings(luma_width: int, chroma_width: int, luma_halvings: int) -> i
     return max(0, luma_halvings - subsampled)
 
 
-def open_for_analysis(info: VideoInfo, settings: AnalysisSettings) -> tuple[Any, Any]:
-    container = av.open(info.path, metadata_errors="ignore")
+def open_for_analysis(info: VideoInfo, settings: AnalysisSettings, limits: LimitSettings) -> tuple[Any, Any]:
+    container = open_media(info.path, limits)
     stream = next(s for s in container.streams.video)
     stream.thread_type = "AUTO"
-    if settings.decode_threads:
-        stream.thread_count = settings.decode_threads
-    if settings.skip_loop_filter and stream.codec_context.name in ("h264", "hevc"):
-        stream.codec_context.options = {"skip_loop_filter": "all"}
+    skip = settings.skip_loop_filter and stream.codec_context.name in ("h264", "hevc")
+    extra = {"skip_loop_filter": "all"} if skip else {}
+    limit_decoder(stream, limits, settings.decode_threads, **extra)
     return container, stream
 
 
@@ -135,16 +135,18 @@ def iter_analysis_frames(
     info: VideoInfo,
     settings: AnalysisSettings | None = None,
     warn: WarningSink | None = None,
+    limits: LimitSettings | None = None,
 ) -> Iterator[AnalysisFrame]:
     """Decode the whole video once, yielding small frames with exact presentation times.
 
     Corrupt packets are skipped and reported through `warn` (the first one, then a count at the end); they
-    never stop the pass.
+    never stop the pass. `limits` (decode budget, duration, timestamp jumps) stop it with `UnsupportedVideo`.
     """
     settings = settings or AnalysisSettings()
     warn = warn or log.warning
     downscale = _Downscaler(info, settings)
-    container, stream = open_for_analysis(info, settings)
+    guard = DecodeGuard(info, limits or LimitSettings())
+    container, stream = open_for_analysis(info, settings, limits or LimitSettings())
     tb = float(stream.time_base)
     start_pts = round(info.start_time_s / tb) if tb else 0
     bad_packets = 0
@@ -160,8 +162,10 @@ def iter_analysis_frames(
     step = round(1 / (info.fps * tb)) if info.fps and tb else 1
     try:
         for index, (pts, frame) in enumerate(timed_frames(container, stream, warn, on_bad_packet, step)):
+            t_s = (pts - start_pts) * tb
+            guard.frame(t_s, frame.width, frame.height)
             y, u, v = downscale(frame)
-            yield AnalysisFrame(index, pts, (pts - start_pts) * tb, y, u, v)
+            yield AnalysisFrame(index, pts, t_s, y, u, v)
     finally:
         container.close()
     if bad_packets > 1:

@@ -13,11 +13,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import av
 from PIL import Image
 
+from videopipe.config import LimitSettings
+from videopipe.media.container import limit_decoder, open_media
 from videopipe.media.decode import timed_frames
-from videopipe.media.probe import VideoInfo
+from videopipe.media.probe import DecodeGuard, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +41,20 @@ def upright(image: Image.Image, rotation: int) -> Image.Image:
     return image.transpose(transpose) if transpose is not None else image
 
 
-def grab_frames(info: VideoInfo, pts_list: Iterable[int]) -> Iterator[GrabbedFrame]:
+def grab_frames(
+    info: VideoInfo, pts_list: Iterable[int], limits: LimitSettings | None = None
+) -> Iterator[GrabbedFrame]:
     """Yield one full-resolution frame per requested PTS, in ascending PTS order."""
     targets = sorted(set(pts_list))
     if not targets:
         return
-    container = av.open(info.path, metadata_errors="ignore")
+    limits = limits or LimitSettings()
+    guard = DecodeGuard(info, limits)
+    container = open_media(info.path, limits)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        limit_decoder(stream, limits)
         tb = stream.time_base or info.time_base
         start_pts = round(info.start_time_s / float(tb)) if tb else 0
         forward_pts = _FORWARD_DECODE_S / float(tb)
@@ -61,6 +67,7 @@ def grab_frames(info: VideoInfo, pts_list: Iterable[int]) -> Iterator[GrabbedFra
                 last_pts = None
             found = None
             for pts, frame in frames:
+                guard.decoded(frame.width, frame.height)  # seeks decode frames again: the budget alone applies
                 last_pts = pts
                 if pts >= target:
                     found = (pts, frame)

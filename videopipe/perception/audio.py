@@ -13,14 +13,26 @@ import av
 import av.error
 import numpy as np
 
+from videopipe.config import LimitSettings
+from videopipe.media.container import limit_decoder, open_media
+
 SAMPLE_RATE = 16_000
 
 
 def iter_audio_chunks(
-    path: str | Path, chunk_s: float = 300.0, search_s: float = 10.0
+    path: str | Path,
+    chunk_s: float = 300.0,
+    search_s: float = 10.0,
+    max_s: float | None = None,
+    limits: LimitSettings | None = None,
 ) -> Iterator[tuple[float, np.ndarray]]:
-    """Yield (start time in seconds, float32 mono samples at 16 kHz) for the first audio stream."""
-    with av.open(str(path), metadata_errors="ignore") as container:
+    """Yield (start time in seconds, float32 mono samples at 16 kHz) for the first audio stream.
+
+    `max_s`: stop there (the video's duration: an audio track that claims to run for days is not decoded past
+    the pictures)."""
+    limits = limits or LimitSettings()
+    max_samples = int(max_s * SAMPLE_RATE) if max_s is not None else None
+    with open_media(path, limits) as container:
         if not container.streams.audio:
             return
         stream = container.streams.audio[0]
@@ -31,7 +43,10 @@ def iter_audio_chunks(
         emitted = 0  # samples already yielded
         first_pts_s: float | None = None
         target = int(chunk_s * SAMPLE_RATE)
+        limit_decoder(stream, limits, threads=1)
         for frame in _decode(container, stream):
+            if max_samples is not None and emitted + pending_len >= max_samples:
+                break
             if first_pts_s is None and frame.pts is not None and stream.time_base is not None:
                 first_pts_s = max(0.0, float(frame.pts * stream.time_base) - start_offset)
             for out in resampler.resample(frame):

@@ -39,7 +39,9 @@ def run_speech(
     progress.start("speech", info.duration_s or 1.0)
 
     def chunks() -> Any:
-        for offset, samples in iter_audio_chunks(info.path, p.asr_chunk_s):
+        for offset, samples in iter_audio_chunks(
+            info.path, p.asr_chunk_s, max_s=info.duration_s + 5.0, limits=settings.limits
+        ):
             yield offset, samples
             progress.update(min(info.duration_s, offset + samples.size / 16_000))
 

@@ -1,0 +1,95 @@
+"""`probe` in a child process with its own memory and CPU limits, for files from untrusted hands.
+
+Opening a container makes FFmpeg analyse its streams, and for formats that create their streams while being read
+(MPEG-TS, FLV) the decoders it runs then take no size limit from us; a demuxer bug could also crash the process.
+The server therefore probes uploads here: the child sets RLIMIT_DATA (heap and anonymous mappings, which is
+where decoders' frame buffers live) and RLIMIT_CPU on itself before it opens the file, and answers with the
+`VideoInfo` or the error as JSON on stdout. A child that runs out of memory or time is reported as an
+`UnsupportedVideo` that says so; the server's own memory does not grow. A file that passed here is opened again
+in the worker with the same options, so FFmpeg's stream analysis does the same, bounded, work there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from videopipe import errors
+from videopipe.config import LimitSettings
+from videopipe.media.probe import VideoInfo, probe
+
+
+def probe_isolated(path: str | os.PathLike[str], limits: LimitSettings, name: str | None = None) -> VideoInfo:
+    """`probe(path, limits, name)`, run in a memory- and time-limited child process."""
+    label = name or Path(path).name
+    request = json.dumps({"path": str(path), "name": label, "limits": limits.model_dump(mode="json")})
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "videopipe.media.isolate"],
+            input=request,
+            capture_output=True,
+            text=True,
+            timeout=limits.probe_timeout_s + 5,
+            env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+        )
+    except subprocess.TimeoutExpired:
+        raise errors.UnsupportedVideo(_over(label, "time", f"{limits.probe_timeout_s:g} s")) from None
+    try:
+        answer = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else None
+    except json.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        killed = proc.returncode < 0 and -proc.returncode in (signal.SIGKILL, signal.SIGXCPU)
+        if killed and -proc.returncode == signal.SIGXCPU:
+            raise errors.UnsupportedVideo(_over(label, "time", f"{limits.probe_timeout_s:g} s"))
+        raise errors.UnsupportedVideo(_over(label, "memory", f"{limits.probe_memory_bytes / 1024**2:,.0f} MiB"))
+    if "error" in answer:
+        raise _error(answer["error"], str(answer.get("message", "")))
+    return _info(answer["info"])
+
+
+def _over(label: str, what: str, limit: str) -> str:
+    return (
+        f"{label}: opening this file needs more {what} than this server allows ({limit}) before a single frame is "
+        "shown; it is damaged or built to exhaust servers. Re-encode it (ffmpeg -i IN -c:v libx264 OUT.mp4)"
+    )
+
+
+def _error(kind: str, message: str) -> errors.VideopipeError:
+    cls = getattr(errors, kind, None)
+    if isinstance(cls, type) and issubclass(cls, errors.InputError):
+        return cls(message)
+    return errors.UnsupportedVideo(message or "the file could not be probed; re-encode it to MP4 (H.264)")
+
+
+def _info(data: dict[str, Any]) -> VideoInfo:
+    return VideoInfo(**{**data, "time_base": Fraction(data["time_base"])})
+
+
+def _child() -> int:
+    request = json.loads(sys.stdin.read())
+    limits = LimitSettings.model_validate(request["limits"])
+    memory = limits.probe_memory_bytes
+    resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
+    cpu = max(1, int(limits.probe_timeout_s))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    try:
+        info = probe(request["path"], limits, request["name"])
+    except errors.InputError as exc:
+        print(json.dumps({"error": type(exc).__name__, "message": exc.message}))
+        return 0
+    except MemoryError:
+        return 3  # reported by the parent as "needs more memory"
+    print(json.dumps({"info": info.to_json()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child())
