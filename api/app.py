@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import HTTPBearer
 
@@ -29,6 +28,7 @@ from videopipe.uploads import Uploads
 log = logging.getLogger("api")
 
 DEFAULT_TENANT = "default"
+TENANT_STATE = "videopipe_tenant"  # the key in scope["state"] (request.state) that carries the caller's tenant
 
 
 def is_loopback(host: str | None) -> bool:
@@ -57,15 +57,19 @@ class AppState:
     _keys_seen: tuple[float, bool] = (0.0, False)
 
     def open_now(self) -> bool:
-        """Open mode lasts until the first API key is created ("auto")."""
+        """Open mode ("auto") lasts until the first API key is created, and then ends for good: revoking every
+        key does not reopen the server (the operator does, with VIDEOPIPE_API__AUTH=open)."""
         if self.auth_mode != "open":
             return False
         if self.settings.api.auth == "open":
             return True
         checked, any_keys = self._keys_seen
         if time.monotonic() - checked > 2.0:
-            any_keys = self.keys.any_active()
+            any_keys = self.keys.any_ever()
             self._keys_seen = (time.monotonic(), any_keys)
+        if any_keys:
+            self.auth_mode = "keys"
+            log.info("an API key was created: API keys are required from now on (open mode has ended for good)")
         return not any_keys
 
 
@@ -78,27 +82,12 @@ _bearer = HTTPBearer(auto_error=False, description="An API key from `videopipe k
 
 
 async def tenant_of(request: Request, _declared: Annotated[Any, Depends(_bearer)] = None) -> str:
-    """The caller's tenant, from ``Authorization: Bearer <key>``, or the default tenant in open mode.
-    (`_declared` only puts the bearer scheme in the OpenAPI schema; the header is read here.) A key verified in
-    the last few seconds is answered from memory, on the event loop; otherwise the database is asked from a
-    worker thread."""
-    st: AppState = request.app.state.vp
-    header = request.headers.get("authorization")
-    if header:
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorized("send the API key as `Authorization: Bearer <key>`")
-        tenant = st.keys.cached_tenant(key.strip())
-        return tenant if tenant is not None else await run_in_threadpool(st.keys.tenant_for, key.strip())
-    if await run_in_threadpool(st.open_now):
-        client = request.client.host if request.client else None
-        if is_loopback(client) or client == "testclient":
-            return DEFAULT_TENANT
-        raise Unauthorized("this server is open to localhost only; send an API key (`videopipe keys create`)")
-    raise Unauthorized(
-        "an API key is required: send `Authorization: Bearer <key>`; an operator creates one with "
-        "`videopipe keys create --tenant NAME`"
-    )
+    """The caller's tenant, as `api.gate.Gate` found it from the request's headers before any body was read.
+    (`_declared` only puts the bearer scheme in the OpenAPI schema.)"""
+    tenant = request.scope.get("state", {}).get(TENANT_STATE)
+    if not isinstance(tenant, str):  # a route outside /v1 asked for a tenant: the gate did not authenticate it
+        raise Unauthorized("an API key is required: send `Authorization: Bearer <key>`")
+    return tenant
 
 
 def decide_auth(settings: Settings, keys: KeyStore, host: str) -> str:
@@ -111,12 +100,27 @@ def decide_auth(settings: Settings, keys: KeyStore, host: str) -> str:
             f"VIDEOPIPE_API__AUTH=open is for localhost only, but the server binds {host}; create API keys "
             "(`videopipe keys create --tenant NAME`) or bind 127.0.0.1"
         )
-    if mode == "keys" or (mode == "auto" and (keys.any_active() or not is_loopback(host))):
+    if mode == "keys" or (mode == "auto" and not is_loopback(host)):
         log.info("API keys required (Authorization: Bearer <key>)")
         return "keys"
+    if mode == "auto" and keys.any_ever():
+        log.info(
+            "API keys required (Authorization: Bearer <key>): open mode ended for good when the first key was "
+            "created (revoked keys count too); to open this localhost server without keys again, set "
+            "VIDEOPIPE_API__AUTH=open"
+        )
+        return "keys"
+    if mode == "open":
+        log.warning(
+            "open mode (VIDEOPIPE_API__AUTH=open): anyone on this machine (%s) without an API key acts as tenant %r",
+            host,
+            DEFAULT_TENANT,
+        )
+        return "open"
     log.warning(
-        "open mode: no API keys exist, so anyone on this machine (%s) acts as tenant %r until the first key is "
-        "created with `videopipe keys create --tenant NAME`",
+        "open mode: no API key has ever been created, so anyone on this machine (%s) acts as tenant %r until the "
+        "first key is created with `videopipe keys create --tenant NAME`; from then on keys are required for good "
+        "(revoking them does not reopen the server; VIDEOPIPE_API__AUTH=open does)",
         host,
         DEFAULT_TENANT,
     )
@@ -134,10 +138,11 @@ def create_app(
     """The app over `pipeline`. `runner`: the in-process runner (embedded mode); `background`: run the
     reconciler and upload expiry in a thread while the app is up."""
     from api import routes_batches, routes_ops, routes_search, routes_uploads, routes_videos
+    from api.gate import Gate
     from videopipe.batches import Batches
 
     library = Library(pipeline)
-    keys = KeyStore(pipeline.sessions)
+    keys = KeyStore(pipeline.sessions, cache_s=settings.api.key_cache_s)
     metrics = Metrics(pipeline.sessions)
     state = AppState(settings, pipeline, library, Uploads(library), keys, metrics, decide_auth(settings, keys, host),
                      runner, extras={"batches": Batches(pipeline)})  # fmt: skip
@@ -145,6 +150,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _sweep(state)  # what requests killed along with the last run of the server left behind
         threads = []
         if background:
             threads = [
@@ -171,6 +177,9 @@ def create_app(
     )
     app.state.vp = state
     problems.install(app)
+    # Innermost first: the gate runs after CORS has answered preflights, inside the request context (its
+    # refusals get a request id and are logged and counted like any answer).
+    app.add_middleware(Gate, state=state)
     if settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -202,15 +211,27 @@ def app_from_env() -> FastAPI:
 
 
 def _housekeeping(state: AppState, stop: threading.Event) -> None:
-    """Send again stages nobody is running (embedded mode: after a restart), and drop stale uploads."""
+    """Send again stages nobody is running (embedded mode: after a restart), drop stale uploads and the files
+    of dead upload requests."""
     while not stop.is_set():
         try:
             if state.runner is not None:
                 state.pipeline.reconcile()
             state.uploads.expire()
+            _sweep(state)
         except Exception:  # never let housekeeping kill the server; the next round tries again
             log.exception("housekeeping failed")
         stop.wait(state.settings.jobs.reconcile_every_s)
+
+
+def _sweep(state: AppState) -> None:
+    """Remove the files of uploads whose requests died: multipart staging folders and tus leftovers."""
+    try:
+        max_age = state.settings.api.staging_expiry_s
+        state.library.sweep_staging(max_age)
+        state.uploads.sweep(max_age)
+    except Exception:  # a file system hiccup must not stop the server starting; housekeeping tries again
+        log.exception("removing abandoned upload files failed")
 
 
 def _batches(state: AppState, stop: threading.Event) -> None:

@@ -20,8 +20,9 @@ class RequestIdFilter(logging.Filter):
 
 
 class RequestContext:
-    """ASGI middleware: takes ``X-Request-ID`` from the client (or makes one), echoes it back, logs one line per
-    request with its status and duration, and feeds the metrics."""
+    """ASGI middleware: takes ``X-Request-ID`` from the client (or makes one), echoes it back, sends
+    ``X-Content-Type-Options: nosniff`` on every answer, logs one line per request with its status and duration,
+    and feeds the metrics."""
 
     def __init__(self, app: Any, metrics: Any = None) -> None:
         self.app = app
@@ -41,7 +42,11 @@ class RequestContext:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode("latin-1"))]
+                extra = [(b"x-request-id", rid.encode("latin-1"))]
+                # No browser may guess a type other than the one declared (an upload must never run as a page).
+                if not any(k.lower() == b"x-content-type-options" for k, _ in message["headers"]):
+                    extra.append((b"x-content-type-options", b"nosniff"))
+                message["headers"] = [*message["headers"], *extra]
             await send(message)
 
         try:

@@ -13,6 +13,7 @@ from api.app import AppState, state_of, tenant_of
 from api.problems import problem_responses
 from api.schemas import AnalysisOptions
 from videopipe.errors import BadRequest
+from videopipe.library import s3_allowed
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
@@ -110,8 +111,18 @@ class VideoTags(BaseModel):
     tags: list[TagOut]
 
 
+def _listed_and_allowed(url: str, allowed: list[str]) -> bool:
+    from videopipe.batches import VIDEO_SUFFIXES
+
+    try:
+        inside = s3_allowed(url, allowed)
+    except BadRequest:  # a key with empty, "." or ".." segments: left out, like a file that is not a video
+        return False
+    return inside and "." + url.rsplit(".", 1)[-1].lower() in VIDEO_SUFFIXES
+
+
 def _sources(state: AppState, tenant: str, body: BatchRequest) -> list[str]:
-    from videopipe.batches import MAX_ITEMS, VIDEO_SUFFIXES, expand_paths
+    from videopipe.batches import MAX_ITEMS, VIDEO_SUFFIXES
     from videopipe.storage import list_s3_objects
 
     sources = []
@@ -119,16 +130,18 @@ def _sources(state: AppState, tenant: str, body: BatchRequest) -> list[str]:
         state.library.get_video(tenant, video_id)  # 404 for another tenant's video, as for a missing one
         sources.append(f"video:{video_id}")
     if body.path is not None:
-        resolved = state.library.allowed_path(body.path)
-        found = expand_paths([resolved], MAX_ITEMS)
+        # Items are named as the caller named them (the path, or the path and the name inside it), never by
+        # a symlink's target; each is checked against the allowed folders again when it is ingested.
+        found = state.library.allowed_files(body.path, VIDEO_SUFFIXES, MAX_ITEMS)
         if not found:
             raise BadRequest(f"{body.path}: no video files there (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
-        sources += [str(p) for p in found]
+        sources += found
     if body.s3_prefix is not None:
-        if not any(body.s3_prefix.startswith(p) for p in state.settings.api.ingest_s3_prefixes):
+        allowed = state.settings.api.ingest_s3_prefixes
+        if not s3_allowed(body.s3_prefix, allowed, prefix=True):
             raise BadRequest(f"{body.s3_prefix}: not under an allowed S3 prefix (VIDEOPIPE_API__INGEST_S3_PREFIXES)")
-        urls = [u for u in list_s3_objects(body.s3_prefix, MAX_ITEMS)
-                if "." + u.rsplit(".", 1)[-1].lower() in VIDEO_SUFFIXES]  # fmt: skip
+        # A key prefix lists whatever starts with it ("s3://b/a" lists "s3://b/ab/..."): each object is checked.
+        urls = [u for u in list_s3_objects(body.s3_prefix, MAX_ITEMS) if _listed_and_allowed(u, allowed)]
         if not urls:
             raise BadRequest(f"{body.s3_prefix}: no video objects under this prefix")
         sources += urls

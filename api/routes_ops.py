@@ -6,11 +6,13 @@ import uuid
 from typing import Annotated
 
 import httpx
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.app import AppState, state_of
+from api.gate import metrics_allowed
+from api.problems import problem, problem_responses
 from api.schemas import Check, Ready
 
 router = APIRouter(tags=["operations"])
@@ -80,7 +82,12 @@ def readyz(state: State) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if essential else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})  # fmt: skip
-def metrics(state: State) -> Response:
+@router.get("/metrics", summary="Prometheus metrics (Bearer api.metrics_token when set, else loopback clients)",
+            response_class=Response, responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+                                                **problem_responses(403)})  # fmt: skip
+def metrics(request: Request, state: State) -> Response:
+    client = request.client.host if request.client else None
+    if not metrics_allowed(state.settings, client, request.headers.get("authorization")):
+        needs = "`Authorization: Bearer <metrics token>`" if state.settings.api.metrics_token else "a loopback client"
+        return problem(403, "forbidden", f"/metrics shows every tenant's counts: it answers {needs} only", request)
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

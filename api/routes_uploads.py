@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
@@ -9,10 +13,26 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from api.app import AppState, state_of, tenant_of
+from api.gate import parse_byte_count
 from api.problems import problem, problem_responses
+from api.routes_videos import parse_options
 from api.schemas import UploadOut
 from videopipe.errors import BadRequest
-from videopipe.uploads import TUS_EXTENSIONS, TUS_VERSION, parse_metadata
+from videopipe.uploads import (
+    CLAIM_LEASE_S,
+    TUS_EXTENSIONS,
+    TUS_VERSION,
+    Appender,
+    Claim,
+    Completed,
+    Uploads,
+    parse_metadata,
+)
+
+log = logging.getLogger("api")
+
+# How often a PATCH makes its bytes durable and records the offset (which also renews its claim).
+SAVE_EVERY_S = 2.0
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads (tus 1.0)"])
 
@@ -38,8 +58,8 @@ def _check_version(request: Request, tus_resumable: str | None) -> Response | No
     return None
 
 
-@router.options("", status_code=204, summary="tus capabilities")
-def capabilities(state: State) -> Response:
+@router.options("", status_code=204, summary="tus capabilities", responses=problem_responses(401))
+def capabilities(state: State, _tenant: Tenant) -> Response:
     return Response(
         status_code=204,
         headers=_tus_headers(
@@ -68,9 +88,12 @@ def create_upload(
 ) -> Response:
     if (bad := _check_version(request, tus_resumable)) is not None:
         return bad
-    if upload_length is None or not upload_length.isdigit():
+    length = parse_byte_count("Upload-Length", upload_length)
+    if length is None:
         raise BadRequest("send Upload-Length: the size of the whole file in bytes (deferred length is not supported)")
-    upload_id = state.uploads.create(tenant, int(upload_length), parse_metadata(upload_metadata))
+    metadata = parse_metadata(upload_metadata)
+    options = parse_options(metadata.get("options"))  # refused now, as the multipart field is, not by the job later
+    upload_id = state.uploads.create(tenant, length, metadata.get("filename") or metadata.get("name"), options)
     location = str(request.url_for("upload_offset", upload_id=upload_id))
     return Response(status_code=201, headers=_tus_headers(Location=location, **{"Upload-Offset": "0"}))
 
@@ -130,24 +153,82 @@ async def patch_upload(
             request,
             _tus_headers(),
         )
-    if upload_offset is None or not upload_offset.isdigit():
+    offset = parse_byte_count("Upload-Offset", upload_offset)
+    if offset is None:
         raise BadRequest("send Upload-Offset: where these bytes start (HEAD the upload to learn it)")
+    uploads = state.uploads
+    # Every database call runs in a worker thread: a PATCH waiting on anything never holds up the event loop.
+    got = await run_in_threadpool(uploads.claim, tenant, upload_id, offset)
+    if isinstance(got, Completed):
+        if parse_byte_count("Content-Length", request.headers.get("content-length")):
+            raise BadRequest(f"the upload is complete: it takes no more bytes than Upload-Length ({got.length})")
+        return _finished(got.length, got.video_id)
+    claim = got
+    keeper = asyncio.create_task(_keep_claim(uploads, claim))
+    try:
+        if claim.offset < claim.length:
+            received, offset = await _receive(request, uploads, claim)
+            state.metrics.upload_bytes.inc(received)
+        if offset < claim.length:
+            return Response(status_code=204, headers=_tus_headers(**{"Upload-Offset": str(offset)}))
+        # The last bytes are in (or a PATCH at the end found a finished file no one ingested): still holding the
+        # claim, so no other PATCH can touch the file while it is checked and stored.
+        ingested = await run_in_threadpool(uploads.complete, claim)
+        return _finished(claim.length, ingested.video_id)
+    finally:
+        keeper.cancel()
+        try:
+            await run_in_threadpool(uploads.release, claim)  # nothing to do once complete() recorded the video
+        except Exception:  # the claim runs out by itself
+            log.warning("upload %s: could not release its claim; it runs out within %.0f s", upload_id,
+                        CLAIM_LEASE_S, exc_info=True)  # fmt: skip
+
+
+def _finished(length: int, video_id: str) -> Response:
+    headers = _tus_headers(**{"Upload-Offset": str(length), "Videopipe-Video-Id": video_id,
+                              "Location": f"/v1/videos/{video_id}"})  # fmt: skip
+    return Response(status_code=204, headers=headers)
+
+
+async def _receive(request: Request, uploads: Uploads, claim: Claim) -> tuple[int, int]:
+    """Append the PATCH body to the partial file; (bytes received, the saved offset). What arrived is saved even
+    when the connection drops or the body runs past the upload's length; nothing is written once the claim is
+    lost."""
+    fd = await run_in_threadpool(uploads.open_part, claim)
+    appender = Appender(fd, claim)
     received = 0
-    with state.uploads.appending(tenant, upload_id, int(upload_offset)) as appender:
+    saved_at = time.monotonic()
+    try:
         try:
             async for chunk in request.stream():
                 appender.write(chunk)
                 received += len(chunk)
+                if time.monotonic() - saved_at >= SAVE_EVERY_S:
+                    await run_in_threadpool(uploads.save, claim, fd, appender.offset)
+                    saved_at = time.monotonic()
         except ClientDisconnect:  # the bytes that arrived are kept; the client resumes from HEAD's offset
             pass
-        offset, done = appender.offset, appender.done
-    state.metrics.upload_bytes.inc(received)
-    headers = _tus_headers(**{"Upload-Offset": str(offset)})
-    if done:
-        ingested = await run_in_threadpool(state.uploads.complete, tenant, upload_id)
-        headers["Videopipe-Video-Id"] = ingested.video_id
-        headers["Location"] = f"/v1/videos/{ingested.video_id}"
-    return Response(status_code=204, headers=headers)
+        except BaseException:
+            if not claim.lost:
+                await run_in_threadpool(uploads.save, claim, fd, appender.offset, True)
+            raise
+        # A finished file stays claimed until it is ingested.
+        await run_in_threadpool(uploads.save, claim, fd, appender.offset, not appender.done)
+    finally:
+        os.close(fd)
+    return received, appender.offset
+
+
+async def _keep_claim(uploads: Uploads, claim: Claim) -> None:
+    """Renew the claim while the PATCH waits for bytes or the video is ingested; a claim found lost stops the
+    writes (`Claim.trusted`)."""
+    while not claim.lost:
+        await asyncio.sleep(CLAIM_LEASE_S / 6)
+        try:
+            await run_in_threadpool(uploads.renew, claim)
+        except Exception:  # lost (Conflict) or the database is away: writes stop once the claim is no longer trusted
+            if claim.lost:
+                return
 
 
 @router.delete(

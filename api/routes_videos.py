@@ -25,7 +25,7 @@ from api.schemas import (
 )
 from videopipe import exports
 from videopipe.errors import BadRequest
-from videopipe.library import Ingested, too_large
+from videopipe.library import Ingested
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
@@ -53,7 +53,8 @@ _UPLOAD_BODY = {
 }
 
 
-def _options(raw: str | None) -> dict[str, Any]:
+def parse_options(raw: str | None) -> dict[str, Any]:
+    """The `options` of an upload (multipart field or tus metadata): `AnalysisOptions` as JSON, or `BadRequest`."""
     if not raw:
         return {}
     try:
@@ -89,15 +90,11 @@ def _created(state: AppState, tenant: str, ingested: Ingested, response: Respons
     },
 )
 async def create_video(request: Request, response: Response, tenant: Tenant, state: State) -> Created:
+    # The body's size is the gate's business (api.gate): a JSON body over api.max_json_bytes or a file over
+    # limits.max_file_bytes is cut off while it streams in.
     ctype = request.headers.get("content-type", "")
-    length = request.headers.get("content-length")
-    limit = state.settings.limits.max_file_bytes
-    if length and length.isdigit() and int(length) > limit + 1024 * 1024:  # multipart framing on top of the file
-        raise too_large(limit)
     if ctype.split(";")[0].strip().lower() == "application/json":
         body = await request.body()
-        if len(body) > 1024 * 1024:
-            raise BadRequest("the JSON body is too long")
         try:
             req = IngestRequest.model_validate_json(body or b"{}")
         except ValidationError as exc:
@@ -114,7 +111,7 @@ async def create_video(request: Request, response: Response, tenant: Tenant, sta
     if staged is None:
         raise BadRequest("the multipart body has no `file` field; send the video as the form field `file`")
     try:
-        options = _options(fields.get("options"))
+        options = parse_options(fields.get("options"))
     except BaseException:
         staged.discard()
         raise
@@ -286,23 +283,46 @@ def media(video_id: VideoId, tenant: Tenant, state: State) -> Response:
     from fastapi.responses import FileResponse
 
     video = state.library.get_video(tenant, video_id)
+    # The type comes from the container probed at ingest, never from the client's file name (an MP4 called
+    # x.html is still video/mp4); only what a browser plays in a <video> is shown inline.
+    media_type = video.get("media_type") or "application/octet-stream"
+    disposition = "inline" if media_type in PLAYABLE else "attachment"
+    filename = _download_name(video["filename"], media_type)
     path = state.library.original_path(tenant, video_id)
     if path is not None:
-        return FileResponse(path, media_type=_media_type(video["filename"]), filename=video["filename"],
-                            content_disposition_type="inline")  # fmt: skip
+        return FileResponse(path, media_type=media_type, filename=filename, content_disposition_type=disposition)
 
     def chunks() -> Any:
         with state.library.open_original(tenant, video_id) as f:
             while data := f.read(1024 * 1024):
                 yield data
 
-    return StreamingResponse(chunks(), media_type=_media_type(video["filename"]))
+    return StreamingResponse(chunks(), media_type=media_type,
+                             headers={"Content-Disposition": _disposition(disposition, filename)})  # fmt: skip
 
 
-def _media_type(filename: str) -> str:
-    import mimetypes
+def _disposition(kind: str, filename: str) -> str:
+    """As FileResponse writes it (RFC 6266: the UTF-8 form for names that are not plain ASCII)."""
+    from urllib.parse import quote
 
-    return mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    quoted = quote(filename)
+    return f"{kind}; filename*=utf-8''{quoted}" if quoted != filename else f'{kind}; filename="{filename}"'
+
+
+PLAYABLE = frozenset({"video/mp4", "video/webm", "video/ogg"})
+_SUFFIXES = {"video/mp4": (".mp4", ".m4v", ".mov"), "video/webm": (".webm",), "video/ogg": (".ogv", ".ogg"),
+             "video/x-matroska": (".mkv",), "video/x-msvideo": (".avi",), "video/mp2t": (".ts", ".mts", ".m2ts"),
+             "video/x-flv": (".flv",), "video/mpeg": (".mpg", ".mpeg"), "video/x-ms-asf": (".wmv", ".asf"),
+             "application/mxf": (".mxf",), "video/x-dv": (".dv",)}  # fmt: skip
+
+
+def _download_name(filename: str, media_type: str) -> str:
+    """The client's name, with the type's own suffix added when it has another: saved to disk, a video called
+    x.html must not open as a page."""
+    suffixes = _SUFFIXES.get(media_type)
+    if suffixes and not filename.lower().endswith(suffixes):
+        return filename + suffixes[0]
+    return filename
 
 
 @router.get(

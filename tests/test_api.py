@@ -386,8 +386,9 @@ def test_health_readiness_and_metrics(api: Api) -> None:
         metrics = http.get("/metrics").text
         assert 'videopipe_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics
         assert "videopipe_upload_bytes_total" in metrics and 'videopipe_videos{status="ready"}' in metrics
-        r = http.get("/v1/nothing-here")
+        r = http.get("/v1/nothing-here", headers={"Authorization": f"Bearer {api.keys['alpha']}"})
         _problem(r, 404, "not-found")
+        _problem(http.get("/v1/nothing-here"), 401, "unauthorized")  # no key: not even which endpoints exist
 
 
 def test_serve_starts_open_on_localhost_and_requires_keys_once_one_exists(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from videopipe.db.models import ApiKey, utcnow
@@ -29,9 +29,9 @@ def valid_tenant(tenant: str) -> str:
 
 class KeyStore:
     """`cache_s`: how long a verified key is trusted without asking the database again (a revoked key stops
-    working within that time)."""
+    working within that time, in every process: each has its own cache, so keep it short)."""
 
-    def __init__(self, sessions: sessionmaker[Session], cache_s: float = 10.0) -> None:
+    def __init__(self, sessions: sessionmaker[Session], cache_s: float = 0.5) -> None:
         self.sessions = sessions
         self.cache_s = cache_s
         self._verified: dict[str, tuple[str, float]] = {}  # key hash -> (tenant, when checked)
@@ -66,9 +66,10 @@ class KeyStore:
         self._verified[digest] = (tenant, time.monotonic())
         return tenant
 
-    def any_active(self) -> bool:
+    def any_ever(self) -> bool:
+        """Whether a key was ever created, revoked ones included: what ends open mode for good."""
         with self.sessions() as s:
-            return bool(s.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))))
+            return s.scalar(select(ApiKey.id).limit(1)) is not None
 
     def list(self) -> list[dict[str, Any]]:
         with self.sessions() as s:

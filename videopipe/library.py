@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,13 +23,35 @@ from sqlalchemy.orm import Session
 
 from videopipe.db.models import Chapter, Event, Job, Keyframe, Moment, Scene, TranscriptSegment, Video
 from videopipe.errors import BadRequest, EmptyFile, NotFound, TooLarge
-from videopipe.media.probe import probe
+from videopipe.media.isolate import probe_isolated
+from videopipe.media.probe import VideoInfo
 from videopipe.pipeline import Pipeline, aware
 from videopipe.timefmt import fmt_time
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
+STAGING_PREFIX = "incoming-"
+# Longest server-side path, and longest name of one of its folders or files, accepted by path ingest (Linux's
+# PATH_MAX and NAME_MAX): longer ones are refused up front instead of failing somewhere in the file system.
+MAX_PATH_CHARS = 4096
+MAX_NAME_BYTES = 255
+# Containers (FFmpeg demuxer names) -> the Content-Type the original is served with. Only these are claimed;
+# anything else is application/octet-stream. The mov demuxer reads MP4 and QuickTime alike, and browsers play
+# both as video/mp4.
+_CONTAINER_TYPES = {
+    "mov,mp4,m4a,3gp,3g2,mj2": "video/mp4",
+    "avi": "video/x-msvideo",
+    "mpegts": "video/mp2t",
+    "flv": "video/x-flv",
+    "ogg": "video/ogg",
+    "mpeg": "video/mpeg",
+    "asf": "video/x-ms-asf",
+    "mxf": "application/mxf",
+    "dv": "video/x-dv",
+}
+_WEBM_CODECS = {"vp8", "vp9", "av1"}
+_WEBM_AUDIO = {None, "opus", "vorbis"}
 
 
 @dataclass(slots=True)
@@ -36,6 +60,53 @@ class Ingested:
     job_id: str
     created: bool  # a new job was queued (False: the same video and settings were already queued or done)
     duplicate: bool  # these bytes were already in the tenant's library
+
+
+def media_type_of(info: VideoInfo) -> str:
+    """The Content-Type for a probed video, from its container and codecs: what it is, not what it is called."""
+    if info.container == "matroska,webm":
+        webm = info.codec in _WEBM_CODECS and info.audio_codec in _WEBM_AUDIO
+        return "video/webm" if webm else "video/x-matroska"
+    return _CONTAINER_TYPES.get(info.container, "application/octet-stream")
+
+
+def s3_location(url: str, *, prefix: bool = False) -> tuple[str, list[str]]:
+    """(bucket, key segments) of ``s3://BUCKET/KEY``. Refused: no bucket, empty, ``.`` or ``..`` segments (a
+    trailing ``/`` is allowed for a prefix: it only says "this folder")."""
+    rest = url[len("s3://") :] if url.startswith("s3://") else None
+    bucket, _, key = (rest or "").partition("/")
+    segments = key.split("/") if key else []
+    if prefix and segments and segments[-1] == "":
+        segments.pop()
+    if rest is None or not bucket or any(seg in ("", ".", "..") for seg in segments):
+        what = "prefix; use s3://BUCKET/PREFIX" if prefix else "object URL; use s3://BUCKET/KEY"
+        raise BadRequest(f"{url}: not a valid S3 {what} (no empty, '.' or '..' path segments)")
+    return bucket, segments
+
+
+def s3_allowed(url: str, allowed: Iterable[str], *, prefix: bool = False) -> bool:
+    """Whether `url` lies under one of the `allowed` prefixes: the same bucket and the prefix's whole path segments
+    (``s3://media`` does not admit ``s3://media-private/...``, nor ``s3://media/a`` ``s3://media/ab``)."""
+    bucket, segments = s3_location(url, prefix=prefix)
+    for entry in allowed:
+        try:
+            a_bucket, a_segments = s3_location(entry, prefix=True)
+        except BadRequest:
+            continue  # a malformed operator entry admits nothing
+        if bucket == a_bucket and segments[: len(a_segments)] == a_segments:
+            return True
+    return False
+
+
+def check_server_path(path: str) -> None:
+    """Refuse a client-supplied server path the file system cannot take: NUL or other control characters, or
+    longer than the system allows (as a whole or one of its names)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise BadRequest("the path contains a control character (such as NUL); send the file's path as text")
+    if len(path) > MAX_PATH_CHARS:
+        raise BadRequest(f"the path is longer than {MAX_PATH_CHARS} characters")
+    if any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in path.split("/")):
+        raise BadRequest(f"a folder or file name in the path is longer than {MAX_NAME_BYTES} bytes")
 
 
 def safe_filename(name: str | None) -> str:
@@ -53,7 +124,7 @@ class Staging:
 
     def __init__(self, root: Path, filename: str, max_bytes: int) -> None:
         root.mkdir(parents=True, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix="incoming-", dir=root))
+        self.dir = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
         self.path = self.dir / safe_filename(filename)
         self.max_bytes = max_bytes
         self.size = 0
@@ -119,8 +190,9 @@ class Library:
         with the reason), then store and queue it."""
         if path.stat().st_size == 0:
             raise EmptyFile(f"{path.name}: the upload is empty (0 bytes); send the video's bytes")
-        probe(path, self.settings.limits)
-        sub = self.pipeline.submit(path, tenant, options, filename=path.name, content_hash=content_hash)
+        info = probe_isolated(path, self.settings.limits)  # untrusted bytes: a limited child process reads them
+        sub = self.pipeline.submit(path, tenant, options, filename=path.name, content_hash=content_hash,
+                                   media_type=media_type_of(info))  # fmt: skip
         return Ingested(sub.video_id, sub.job_id, sub.created, duplicate=not sub.new_video)
 
     def ingest_stream(
@@ -136,30 +208,70 @@ class Library:
         return self.ingest_staged(staged, tenant, options)
 
     def ingest_path(self, path: str, tenant: str, options: dict[str, Any] | None = None) -> Ingested:
-        """A file already on the server, inside one of the allowed folders (VIDEOPIPE_API__INGEST_DIRS)."""
+        """A file already on the server, inside one of the allowed folders (VIDEOPIPE_API__INGEST_DIRS). The video
+        is named as the caller named it: a symlink's target never shows."""
         resolved = self.allowed_path(path)
-        if not resolved.is_file():
+        try:
+            f = resolved.open("rb") if resolved.is_file() else None
+        except OSError as exc:  # unreadable: said with the path as given (the error's own names the target)
+            raise BadRequest(f"{path}: the file cannot be read ({exc.strerror or type(exc).__name__})") from None
+        if f is None:
             raise NotFound(f"{path}: no such file in the allowed folders; check the path")
-        with resolved.open("rb") as f:
-            return self.ingest_stream(iter(lambda: f.read(CHUNK), b""), resolved.name, tenant, options)
+        with f:
+            return self.ingest_stream(iter(lambda: f.read(CHUNK), b""), Path(path).name or "upload", tenant, options)
 
     def allowed_path(self, path: str) -> Path:
-        roots = [Path(d).resolve() for d in self.settings.api.ingest_dirs]
-        if not roots:
+        """`path`, resolved, when it (after following symlinks) lies inside an allowed folder; refused with the
+        same message whether it is outside, leads outside through a symlink, or does not exist there."""
+        dirs = self.settings.api.ingest_dirs
+        if not dirs:
             raise BadRequest(
                 "ingesting server-side paths is switched off; upload the file, or ask the operator to set "
                 "VIDEOPIPE_API__INGEST_DIRS"
             )
-        resolved = Path(path).resolve()
-        if not any(resolved == r or r in resolved.parents for r in roots):
-            raise BadRequest(f"{path}: not inside an allowed folder ({', '.join(map(str, roots))})")
+        check_server_path(path)
+        try:
+            roots = [Path(d).resolve() for d in dirs]
+            resolved = Path(path).resolve()
+        except (OSError, ValueError, RuntimeError):  # a symlink loop, a name the system refuses
+            resolved = None
+        if resolved is None or not any(resolved == r or r in resolved.parents for r in roots):
+            raise BadRequest(f"{path}: not inside an allowed folder ({', '.join(dirs)})")
         return resolved
+
+    def allowed_files(self, path: str, suffixes: Iterable[str], limit: int) -> list[str]:
+        """The files to ingest for `path` (a file, or a folder walked for files with one of `suffixes`), as the
+        caller would name them: `path` itself, or `path` joined with the name inside it. A symlink is followed
+        only to find out whether it stays inside the allowed folders; one leading out is refused when ingested,
+        with the message of any outside path."""
+        resolved = self.allowed_path(path)
+        wanted = {s.lower() for s in suffixes}
+        try:
+            if resolved.is_file():
+                return [path]
+            if not resolved.is_dir():
+                raise NotFound(f"{path}: no such file or folder in the allowed folders; check the path")
+            found: list[str] = []
+            for dirpath, dirnames, filenames in os.walk(resolved):  # symlinked folders are not walked
+                dirnames.sort()
+                base = Path(dirpath).relative_to(resolved)
+                for name in sorted(filenames):
+                    if Path(name).suffix.lower() not in wanted:
+                        continue
+                    if not (Path(dirpath) / name).is_file():
+                        continue
+                    found.append(str(Path(path) / base / name))
+                    if len(found) > limit:
+                        raise BadRequest(f"more than {limit} files; split the batch")
+            return found
+        except OSError as exc:
+            raise BadRequest(f"{path}: the folder cannot be read ({exc.strerror or type(exc).__name__})") from None
 
     def ingest_s3(self, url: str, tenant: str, options: dict[str, Any] | None = None) -> Ingested:
         """An object in S3 (or an S3-compatible store) under one of the allowed prefixes."""
         from videopipe.storage import read_s3_object
 
-        if not any(url.startswith(p) for p in self.settings.api.ingest_s3_prefixes):
+        if not s3_allowed(url, self.settings.api.ingest_s3_prefixes):
             raise BadRequest(
                 f"{url}: not under an allowed S3 prefix; ask the operator to add it to "
                 "VIDEOPIPE_API__INGEST_S3_PREFIXES"
@@ -167,6 +279,28 @@ class Library:
         name = safe_filename(url.rsplit("/", 1)[-1])
         with read_s3_object(url, self.settings) as body:
             return self.ingest_stream(iter(lambda: body.read(CHUNK), b""), name, tenant, options)
+
+    def sweep_staging(self, max_age_s: float) -> int:
+        """Remove staging folders of uploads nobody has written to for `max_age_s` (a killed or dropped request
+        leaves its folder behind). Returns how many went."""
+        root = self.incoming_dir
+        if not root.is_dir():
+            return 0
+        cutoff = time.time() - max_age_s
+        removed = 0
+        for folder in root.glob(STAGING_PREFIX + "*"):
+            try:
+                if folder.is_symlink() or not folder.is_dir():
+                    continue
+                newest = max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.iterdir()])
+            except OSError:  # removed meanwhile by its own request
+                continue
+            if newest < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        if removed:
+            log.info("removed %d abandoned upload staging folder(s) from %s", removed, root)
+        return removed
 
     # -- reading -------------------------------------------------------------------------------------------
     def _video(self, s: Session, tenant: str, video_id: str) -> Video:
@@ -208,6 +342,7 @@ class Library:
             "height": video.height,
             "fps": video.fps,
             "has_audio": video.has_audio,
+            "media_type": video.media_type,
             "created_at": aware(video.created_at).isoformat(),
         }
 

@@ -169,13 +169,15 @@ class Pipeline:
         filename: str | None = None,
         content_hash: str | None = None,
         force: bool = False,
+        media_type: str | None = None,
     ) -> Submitted:
         """Store the original (once per content), record the video and a job, and dispatch its first stage.
 
         `content_hash`: the SHA-256 already computed while the bytes streamed in (saves reading them again).
         `force`: analyse again even when a finished job with the same settings exists (stages are recomputed).
+        `media_type`: the Content-Type the original is served with (from its probed container).
         """
-        options = {k: v for k, v in (options or {}).items() if k != "force"}
+        options = analysis.check_job_options({k: v for k, v in (options or {}).items() if k != "force"})
         if not path.is_file():
             raise VideoNotFound(f"{path}: no such file; check the path")
         size = path.stat().st_size
@@ -191,9 +193,18 @@ class Pipeline:
             video = s.scalars(select(Video).where(Video.tenant == tenant, Video.content_hash == content_hash)).first()
             new_video = video is None
             if video is None:
-                video = Video(tenant=tenant, content_hash=content_hash, filename=name, blob_key=key, size_bytes=size)
+                video = Video(
+                    tenant=tenant,
+                    content_hash=content_hash,
+                    filename=name,
+                    blob_key=key,
+                    size_bytes=size,
+                    media_type=media_type,
+                )
                 s.add(video)
                 s.flush()
+            elif media_type and video.media_type is None:  # a row from before media types were recorded
+                video.media_type = media_type
             live = ("queued", "running") if force else ("queued", "running", "ready")
             existing = s.scalars(
                 select(Job).where(Job.video_id == video.id, Job.settings_hash == s_hash, Job.status.in_(live))

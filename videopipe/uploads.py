@@ -4,33 +4,44 @@ The bytes received so far live in ``DATA_DIR/uploads/<id>.part``; the offset is 
 moves to what is safely on disk, so a connection dropped mid-PATCH keeps every byte that arrived and the client
 resumes from there (HEAD). When the last byte arrives the file is checked and ingested like any upload, and the
 partial file is gone either way.
+
+One PATCH at a time per upload, whichever server process or replica it reaches: a PATCH first *claims* the
+upload with one conditional UPDATE (the offset must match and no live claim may be there) and holds the claim,
+renewed as it goes, until its bytes are saved and, on the last bytes, the video is ingested. A second PATCH is
+refused at once (409); a holder that died leaves a claim that runs out after `CLAIM_LEASE_S`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import os
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import shutil
+import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from videopipe.db.models import Upload, utcnow
+from videopipe.db.models import Upload, new_id, utcnow
 from videopipe.errors import BadRequest, Conflict, NotFound
 from videopipe.library import Ingested, Library, safe_filename, too_large
+from videopipe.pipeline import aware
 
 log = logging.getLogger(__name__)
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination"
+# A claim lasts this long unless renewed; holders renew (and save the offset) far more often than that, so only
+# a holder that died lets it run out.
+CLAIM_LEASE_S = 30.0
+# A holder stops writing when its last successful renewal is older than this: past it, the claim may have run
+# out in the database and another request may own the file.
+CLAIM_TRUST_S = CLAIM_LEASE_S - 10.0
 
 
 def parse_metadata(header: str | None) -> dict[str, str]:
@@ -48,13 +59,40 @@ def parse_metadata(header: str | None) -> dict[str, str]:
     return out
 
 
+@dataclass
+class Claim:
+    """This request's hold on an upload: bytes may be written while `trusted`."""
+
+    upload_id: str
+    tenant: str
+    token: str
+    offset: int  # where this PATCH starts
+    length: int
+    renewed_at: float = field(default_factory=time.monotonic)
+    lost: bool = False
+
+    @property
+    def trusted(self) -> bool:
+        return not self.lost and time.monotonic() - self.renewed_at < CLAIM_TRUST_S
+
+
+@dataclass(frozen=True)
+class Completed:
+    """An upload whose last bytes arrived and whose video was ingested (a repeated final PATCH is answered so)."""
+
+    video_id: str
+    length: int
+
+
+def _lost(upload_id: str) -> Conflict:
+    return Conflict(f"upload {upload_id} was taken over by another request; HEAD it for the offset and go on")
+
+
 class Uploads:
     def __init__(self, library: Library) -> None:
         self.library = library
         self.sessions = library.sessions
         self.settings = library.settings
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
 
     @property
     def folder(self) -> Path:
@@ -65,22 +103,14 @@ class Uploads:
     def part_path(self, upload_id: str) -> Path:
         return self.folder / f"{upload_id}.part"
 
-    def create(self, tenant: str, length: int, metadata: dict[str, str]) -> str:
+    def create(self, tenant: str, length: int, filename: str | None, options: dict[str, Any]) -> str:
+        """A new upload of `length` bytes. `options`: analysis options, already validated by the caller."""
         if length < 0:
             raise BadRequest("Upload-Length must be a whole number of bytes, 0 or more")
         if length > self.settings.limits.max_file_bytes:
             raise too_large(self.settings.limits.max_file_bytes)
-        options: dict[str, Any] = {}
-        if metadata.get("options"):
-            try:
-                options = json.loads(metadata["options"])
-            except json.JSONDecodeError:
-                raise BadRequest("Upload-Metadata: options must be a JSON object") from None
-            if not isinstance(options, dict):
-                raise BadRequest("Upload-Metadata: options must be a JSON object")
-        filename = safe_filename(metadata.get("filename") or metadata.get("name"))
         with self.sessions.begin() as s:
-            row = Upload(tenant=tenant, length=length, offset=0, filename=filename, options=options)
+            row = Upload(tenant=tenant, length=length, offset=0, filename=safe_filename(filename), options=options)
             s.add(row)
             s.flush()
             upload_id = row.id
@@ -99,89 +129,195 @@ class Uploads:
             raise NotFound(f"no upload {upload_id}; start a new one with POST /v1/uploads")
         return row
 
-    @contextmanager
-    def _locked(self, upload_id: str) -> Iterator[None]:
-        with self._locks_guard:
-            lock = self._locks.setdefault(upload_id, threading.Lock())
-        if not lock.acquire(timeout=30):
-            raise Conflict(f"upload {upload_id} is receiving another PATCH; wait for it, then HEAD for the offset")
-        try:
-            yield
-        finally:
-            lock.release()
-
-    @contextmanager
-    def appending(self, tenant: str, upload_id: str, offset: int) -> Iterator[Appender]:
-        """Open the upload for bytes at `offset`. The offset is saved when the block exits, even when the
-        connection dropped part way (only whole, flushed bytes count)."""
-        with self._locked(upload_id):
-            with self.sessions() as s:
-                row = self._row(s, tenant, upload_id)
-                length, current = row.length, row.offset
-            if offset != current:
-                raise Conflict(f"Upload-Offset {offset} does not match the {current} bytes received; HEAD the "
-                               "upload and send from there")  # fmt: skip
-            path = self.part_path(upload_id)
-            with path.open("r+b" if path.exists() else "wb") as f:
-                f.seek(current)
-                f.truncate()
-                appender = Appender(f, current, length)
-                try:
-                    yield appender
-                finally:
-                    f.flush()
-                    os.fsync(f.fileno())
-                    with self.sessions.begin() as s:
-                        if (saved := s.get(Upload, upload_id)) is not None:
-                            saved.offset = appender.offset
-
-    def complete(self, tenant: str, upload_id: str) -> Ingested:
-        """Ingest a finished upload. Whatever the outcome, the partial file and the upload are gone after."""
-        with self.sessions() as s:
+    # -- one PATCH: claim, write, save, complete ----------------------------------------------------------------
+    def claim(self, tenant: str, upload_id: str, offset: int) -> Claim | Completed:
+        """Take the upload for a PATCH at `offset`, or refuse at once: `Conflict` while another request holds it
+        or when the offset is not the upload's. A PATCH at the end of an upload already ingested gets `Completed`
+        (the client did not hear the answer to its last PATCH and asks again)."""
+        token, now = new_id(), utcnow()
+        with self.sessions.begin() as s:
+            taken = s.execute(
+                update(Upload)
+                .where(Upload.id == upload_id, Upload.tenant == tenant, Upload.offset == offset,
+                       Upload.video_id.is_(None), or_(Upload.claim.is_(None), Upload.claim_until < now))
+                .values(claim=token, claim_until=now + timedelta(seconds=CLAIM_LEASE_S))
+            ).rowcount  # type: ignore[attr-defined]  # fmt: skip
             row = self._row(s, tenant, upload_id)
+            length, current, video_id = row.length, row.offset, row.video_id
+            held = row.claim is not None and row.claim != token and row.claim_until is not None and \
+                aware(row.claim_until) >= now  # fmt: skip
+        if taken:
+            return Claim(upload_id, tenant, token, offset, length)
+        if video_id is not None:
+            if offset == length:
+                return Completed(video_id, length)
+            raise Conflict(f"upload {upload_id} is complete (video {video_id}); its Upload-Offset is {length}")
+        if held:
+            raise Conflict(f"upload {upload_id} is receiving another PATCH; wait for it to end, then HEAD the "
+                           "upload for the offset")  # fmt: skip
+        raise Conflict(f"Upload-Offset {offset} does not match the {current} bytes received; HEAD the upload and "
+                       "send from there")  # fmt: skip
+
+    def open_part(self, claim: Claim) -> int:
+        """The partial file, open for writing at the claim's offset (bytes past the saved offset were never
+        confirmed and are dropped), as an unbuffered descriptor: nothing is written behind the claim's back."""
+        path = self.part_path(claim.upload_id)
+        if claim.offset > 0 and not path.exists():
+            self._remove(claim.upload_id)
+            raise NotFound(f"upload {claim.upload_id}: the bytes received so far are gone; start a new upload")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(fd, claim.offset)
+            os.lseek(fd, claim.offset, os.SEEK_SET)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def save(self, claim: Claim, fd: int, offset: int, release: bool = False) -> None:
+        """Make the bytes up to `offset` durable and record them, renewing the claim, or with `release` letting
+        it go in the same statement (a client that sees the new offset can go on at once). `Conflict` when the
+        claim is no longer this request's."""
+        os.fsync(fd)
+        self._renew(claim, offset=offset, release=release)
+
+    def renew(self, claim: Claim) -> None:
+        self._renew(claim)
+
+    def _renew(self, claim: Claim, offset: int | None = None, release: bool = False) -> None:
+        values: dict[str, Any] = {"claim_until": utcnow() + timedelta(seconds=CLAIM_LEASE_S)}
+        if release:
+            values = {"claim": None, "claim_until": None}
+        if offset is not None:
+            values["offset"] = offset
+        with self.sessions.begin() as s:
+            kept = s.execute(update(Upload).where(Upload.id == claim.upload_id, Upload.claim == claim.token)
+                             .values(**values)).rowcount  # type: ignore[attr-defined]  # fmt: skip
+        if not kept:
+            claim.lost = True
+            raise _lost(claim.upload_id)
+        claim.renewed_at = time.monotonic()
+
+    def release(self, claim: Claim) -> None:
+        with self.sessions.begin() as s:
+            s.execute(update(Upload).where(Upload.id == claim.upload_id, Upload.claim == claim.token)
+                      .values(claim=None, claim_until=None))  # fmt: skip
+
+    def complete(self, claim: Claim) -> Ingested:
+        """Ingest a finished upload while holding its claim. Afterwards the upload records its video (a repeated
+        final PATCH is answered from it); when ingesting fails, the upload and its bytes are gone."""
+        upload_id = claim.upload_id
+        with self.sessions() as s:
+            row = self._row(s, claim.tenant, upload_id)
             filename, options = row.filename, dict(row.options or {})
         final = self.folder / upload_id / filename
+        part = self.part_path(upload_id)
+        if not part.exists() and not final.exists():
+            self._remove(upload_id)
+            raise NotFound(f"upload {upload_id}: the bytes received are gone; start a new upload")
         final.parent.mkdir(exist_ok=True)
         try:
-            os.replace(self.part_path(upload_id), final)
-            ingested = self.library.ingest_file(final, tenant, options)
+            if part.exists():  # else a holder that died while ingesting had moved it already
+                os.replace(part, final)
+            ingested = self.library.ingest_file(final, claim.tenant, options)
         except BaseException:
-            self.terminate(tenant, upload_id)
+            self._remove(upload_id)
             raise
         finally:
-            final.unlink(missing_ok=True)
-            final.parent.rmdir()
+            shutil.rmtree(final.parent, ignore_errors=True)
         with self.sessions.begin() as s:
-            if (done := s.get(Upload, upload_id)) is not None:
-                done.video_id = ingested.video_id
+            s.execute(update(Upload).where(Upload.id == upload_id)
+                      .values(video_id=ingested.video_id, claim=None, claim_until=None))  # fmt: skip
         return ingested
 
+    # -- removing ---------------------------------------------------------------------------------------------
     def terminate(self, tenant: str, upload_id: str) -> None:
+        """tus termination: the upload and its bytes go, unless a PATCH is under way (`Conflict`)."""
+        now = utcnow()
         with self.sessions.begin() as s:
-            s.delete(self._row(s, tenant, upload_id))
+            gone = s.execute(delete(Upload).where(Upload.id == upload_id, Upload.tenant == tenant,
+                                                  or_(Upload.claim.is_(None), Upload.claim_until < now))
+                             ).rowcount  # type: ignore[attr-defined]  # fmt: skip
+            if not gone:
+                self._row(s, tenant, upload_id)
+                raise Conflict(f"upload {upload_id} is receiving a PATCH; abandon it once that ends")
+        self._remove_files(upload_id)
+
+    def _remove(self, upload_id: str) -> None:
+        with self.sessions.begin() as s:
+            s.execute(delete(Upload).where(Upload.id == upload_id))
+        self._remove_files(upload_id)
+
+    def _remove_files(self, upload_id: str) -> None:
         self.part_path(upload_id).unlink(missing_ok=True)
+        shutil.rmtree(self.folder / upload_id, ignore_errors=True)
 
     def expire(self) -> int:
         """Remove uploads not touched within `api.upload_expiry_s` (and their bytes)."""
-        cutoff = utcnow() - timedelta(seconds=self.settings.api.upload_expiry_s)
+        now = utcnow()
+        cutoff = now - timedelta(seconds=self.settings.api.upload_expiry_s)
         with self.sessions.begin() as s:
-            old = s.scalars(select(Upload).where(Upload.updated_at < cutoff, Upload.video_id.is_(None))).all()
+            idle = or_(Upload.claim.is_(None), Upload.claim_until < now)
+            old = s.scalars(select(Upload).where(Upload.updated_at < cutoff, Upload.video_id.is_(None), idle)).all()
             ids = [r.id for r in old]
             for r in old:
                 s.delete(r)
         for upload_id in ids:
-            self.part_path(upload_id).unlink(missing_ok=True)
+            self._remove_files(upload_id)
         return len(ids)
+
+    def sweep(self, max_age_s: float) -> int:
+        """Remove files no upload owns, untouched for `max_age_s`: ``<id>.part`` without its row (the row went
+        but the process died before the file did), and ``<id>/`` folders of ingestions that died part way.
+        Returns how many went."""
+        cutoff, now = time.time() - max_age_s, utcnow()
+        candidates: dict[str, list[Path]] = {}
+        for entry in self.folder.iterdir():
+            try:
+                if entry.is_symlink() or entry.stat().st_mtime >= cutoff:
+                    continue
+                if entry.is_dir() and any(p.stat().st_mtime >= cutoff for p in entry.iterdir()):
+                    continue
+            except OSError:  # removed meanwhile by its own request
+                continue
+            if entry.is_dir() or entry.suffix == ".part":
+                candidates.setdefault(entry.name.removesuffix(".part"), []).append(entry)
+        if not candidates:
+            return 0
+        with self.sessions() as s:
+            rows = {r.id: r for r in s.scalars(select(Upload).where(Upload.id.in_(list(candidates))))}
+            busy = {i for i, r in rows.items() if r.claim is not None and r.claim_until is not None
+                    and aware(r.claim_until) >= now}  # fmt: skip
+        removed = 0
+        for upload_id, paths in candidates.items():
+            for path in paths:
+                if path.is_dir() and upload_id not in busy:
+                    shutil.rmtree(path, ignore_errors=True)
+                elif not path.is_dir() and upload_id not in rows:
+                    path.unlink(missing_ok=True)
+                else:
+                    continue
+                removed += 1
+        if removed:
+            log.info("removed %d leftover upload file(s) from %s", removed, self.folder)
+        return removed
 
 
 class Appender:
-    def __init__(self, f: IO[bytes], offset: int, length: int) -> None:
-        self._f, self.offset, self.length = f, offset, length
+    """Writes a PATCH's bytes at the end of the partial file, never past the upload's length, and only while
+    the claim is trusted."""
+
+    def __init__(self, fd: int, claim: Claim) -> None:
+        self._fd, self.claim, self.offset, self.length = fd, claim, claim.offset, claim.length
 
     def write(self, data: bytes) -> None:
         if self.offset + len(data) > self.length:
             raise BadRequest(f"the PATCH carries more bytes than Upload-Length ({self.length}) allows")
-        self._f.write(data)
+        if not self.claim.trusted:
+            raise _lost(self.claim.upload_id)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
         self.offset += len(data)
 
     @property

@@ -72,6 +72,9 @@ class Video(Base):
     fps: Mapped[float | None] = mapped_column(Float)
     vfr: Mapped[bool | None] = mapped_column(Boolean)
     has_audio: Mapped[bool | None] = mapped_column(Boolean)
+    # The Content-Type the original is served with, from the probed container (never the client's file name);
+    # None on rows older than migration 0005: served as application/octet-stream.
+    media_type: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
@@ -263,6 +266,11 @@ class Upload(Base):
     video_id: Mapped[str | None] = mapped_column(String(32))  # set once complete and ingested
     error_type: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
+    # The request receiving bytes (or ingesting the finished file) holds the upload by this token until
+    # `claim_until`, renewed as it goes: taken by one conditional UPDATE, so it holds across server processes and
+    # replicas, and a crashed holder's claim simply runs out.
+    claim: Mapped[str | None] = mapped_column(String(32))
+    claim_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
