@@ -706,7 +706,9 @@ def pipeline_with_dispatcher(settings: Settings) -> tuple[Any, Any]:
 
         return open_pipeline(settings, CeleryDispatcher(make_app(settings)), migrate=embedded_sqlite), None
     holder: dict[str, Pipeline] = {}
-    runner = EmbeddedRunner(lambda: holder["p"], settings.jobs.embedded_concurrency)
+    runner = EmbeddedRunner(
+        lambda: holder["p"], settings.jobs.embedded_concurrency, settings.jobs.max_running_per_tenant
+    )
     holder["p"] = open_pipeline(settings, runner, migrate=embedded_sqlite)
     return holder["p"], runner
 

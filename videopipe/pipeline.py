@@ -27,14 +27,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from videopipe import analysis
@@ -235,6 +234,8 @@ class Pipeline:
     def run_stage(self, run_id: str, worker: str = "local") -> str:
         """Run one stage run to its end. Returns its final state (or "busy" when another worker holds it)."""
         leased = self._lease(run_id, worker)
+        if leased == "deferred":
+            self._defer(run_id)
         if isinstance(leased, str):
             return leased
         stage, job_id, video_id, reuse = leased
@@ -290,6 +291,8 @@ class Pipeline:
                 return "cancelled"
             if run.state == "running" and run.lease_until is not None and aware(run.lease_until) > now:
                 return "busy"
+            if self._tenant_at_cap(s, job.tenant, run.id, now):
+                return "deferred"
             video = s.get(Video, run.video_id)
             assert video is not None
             run.inputs_hash = hashlib.sha256(
@@ -302,6 +305,28 @@ class Pipeline:
                 return run.stage, job.id, run.video_id, True
             run.attempts += 1
             return run.stage, job.id, run.video_id, False
+
+    def _tenant_at_cap(self, s: Session, tenant: str, run_id: str, now: datetime) -> bool:
+        """Whether `tenant` already runs `jobs.max_running_per_tenant` stages (live leases) on any worker."""
+        cap = self.settings.jobs.max_running_per_tenant
+        if not cap:
+            return False
+        if s.get_bind().dialect.name == "postgresql":  # one tenant's leases are counted one worker at a time
+            s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:t))"), {"t": f"videopipe-tenant:{tenant}"})
+        leases = s.scalars(
+            select(StageRun.lease_until)
+            .join(Job, Job.id == StageRun.job_id)
+            .where(Job.tenant == tenant, StageRun.state == "running", StageRun.id != run_id)
+        ).all()
+        return sum(1 for until in leases if until is not None and aware(until) > now) >= cap
+
+    def _defer(self, run_id: str) -> None:
+        """Send a run whose tenant is at its cap again a little later (the reconciler would, much later)."""
+        with self.sessions() as s:
+            stage = s.scalar(select(StageRun.stage).where(StageRun.id == run_id))
+        later = getattr(self.dispatcher, "dispatch_later", None)
+        if stage is not None and later is not None:
+            later(run_id, stage, self.settings.jobs.defer_s)
 
     @staticmethod
     def _outputs_current(s: Session, run: StageRun) -> bool:
@@ -689,17 +714,91 @@ def open_pipeline(settings: Settings, dispatcher: Dispatcher | None = None, migr
 
 
 class EmbeddedRunner:
-    """The dispatcher for a single process with no broker: a small thread pool running the same stages."""
+    """The dispatcher for a single process with no broker: `concurrency` threads running the same stages, fair
+    between tenants. A free thread takes the oldest stage of the tenant with the fewest stages running (then the
+    one served longest ago), and never one of a tenant already running `per_tenant` stages (0: no cap): one
+    tenant's long job, or a thousand of them, never holds another tenant's short one behind it."""
 
-    def __init__(self, pipeline_factory: Callable[[], Pipeline], concurrency: int = 1) -> None:
+    def __init__(self, pipeline_factory: Callable[[], Pipeline], concurrency: int = 1, per_tenant: int = 0) -> None:
         self._factory = pipeline_factory
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="vp-stage")
-        self._lock = threading.Lock()
-        self.futures: list[Future[str]] = []
+        self.per_tenant = per_tenant
+        self._cond = threading.Condition()
+        self._queue: list[tuple[str, str]] = []  # (stage run id, tenant), oldest first
+        self._running: dict[str, int] = {}  # tenant -> stages running now
+        self._served: dict[str, int] = {}  # tenant -> when its last stage started (a counter)
+        self._starts = 0
+        self._busy = 0  # queued + running, for wait()
+        self._errors: list[BaseException] = []
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"vp-stage-{n}", daemon=True) for n in range(concurrency)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def dispatch(self, stage_run_id: str, stage: str) -> None:
-        with self._lock:
-            self.futures.append(self._pool.submit(self._run, stage_run_id))
+        tenant = self._tenant_of(stage_run_id)
+        with self._cond:
+            if any(run_id == stage_run_id for run_id, _ in self._queue):
+                return  # the reconciler sends a run again while it waits its turn here
+            self._queue.append((stage_run_id, tenant))
+            self._busy += 1
+            self._cond.notify()
+
+    def dispatch_later(self, stage_run_id: str, stage: str, delay_s: float) -> None:
+        with self._cond:
+            self._busy += 1  # wait() waits for it too
+
+        def again() -> None:
+            self.dispatch(stage_run_id, stage)
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify_all()
+
+        timer = threading.Timer(delay_s, again)
+        timer.daemon = True
+        timer.start()
+
+    def _tenant_of(self, stage_run_id: str) -> str:
+        with self._factory().sessions() as s:
+            tenant = s.scalar(
+                select(Job.tenant).join(StageRun, StageRun.job_id == Job.id).where(StageRun.id == stage_run_id)
+            )
+        return tenant or ""
+
+    def _pick(self) -> tuple[str, str] | None:
+        best: tuple[int, int, int] | None = None
+        chosen = None
+        for position, (_, tenant) in enumerate(self._queue):
+            running = self._running.get(tenant, 0)
+            if self.per_tenant and running >= self.per_tenant:
+                continue
+            rank = (running, self._served.get(tenant, -1), position)
+            if best is None or rank < best:
+                best, chosen = rank, position
+        return self._queue.pop(chosen) if chosen is not None else None
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while (item := self._pick()) is None:
+                    if self._closed:
+                        return
+                    self._cond.wait()
+                run_id, tenant = item
+                self._running[tenant] = self._running.get(tenant, 0) + 1
+                self._starts += 1
+                self._served[tenant] = self._starts
+            try:
+                self._run(run_id)
+            except BaseException as exc:  # kept for wait(): a stage bug must not end the thread silently
+                with self._cond:
+                    self._errors.append(exc)
+            finally:
+                with self._cond:
+                    self._running[tenant] -= 1
+                    self._busy -= 1
+                    self._cond.notify_all()
 
     def _run(self, stage_run_id: str) -> str:
         try:
@@ -710,13 +809,17 @@ class EmbeddedRunner:
 
     def wait(self) -> None:
         """Block until every dispatched stage (and the stages they dispatched) has finished."""
-        while True:
-            with self._lock:
-                pending = [f for f in self.futures if not f.done()]
-            if not pending:
-                return
-            for f in pending:
-                f.result()
+        with self._cond:
+            while self._busy and not self._errors:
+                self._cond.wait()
+            if self._errors:
+                raise self._errors.pop(0)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True)
+        with self._cond:
+            self._closed = True
+            self._queue.clear()
+            self._busy = 0
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=600)

@@ -20,6 +20,13 @@ class CeleryDispatcher:
 
         self.app.send_task("videopipe.run_stage", args=[stage_run_id], queue=QUEUE_FOR[stage])
 
+    def dispatch_later(self, stage_run_id: str, stage: str, delay_s: float) -> None:
+        """Again after `delay_s` (its tenant was at its cap of running stages): to the back of the queue, so
+        other tenants' stages go first."""
+        from videopipe.pipeline import QUEUE_FOR
+
+        self.app.send_task("videopipe.run_stage", args=[stage_run_id], queue=QUEUE_FOR[stage], countdown=delay_s)
+
 
 def make_app(settings: Settings | None = None) -> Celery:
     settings = settings or Settings()
