@@ -80,6 +80,7 @@ class LimitSettings(BaseModel):
     # analysis runs before any of the limits above can be read, and a crash there must not take the server down.
     probe_memory_bytes: int = Field(1536 * 1024**2, ge=256 * 1024**2)
     probe_timeout_s: float = Field(60.0, gt=0)
+    probe_concurrency: int = Field(2, ge=1, le=64)  # such children at once per process (their memory adds up)
 
 
 class MotionSettings(BaseModel):

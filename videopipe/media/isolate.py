@@ -12,11 +12,13 @@ in the worker with the same options, so FFmpeg's stream analysis does the same, 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import signal
 import subprocess
 import sys
+import threading
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -25,13 +27,43 @@ from videopipe import errors
 from videopipe.config import LimitSettings
 from videopipe.media.probe import VideoInfo, probe
 
+log = logging.getLogger(__name__)
+
+_slots: dict[int, threading.BoundedSemaphore] = {}
+_slots_guard = threading.Lock()
+
+
+def _slot(limits: LimitSettings) -> threading.BoundedSemaphore:
+    """At most `probe_concurrency` children at once: six hostile uploads in parallel must not add up to six
+    times the memory limit."""
+    with _slots_guard:
+        return _slots.setdefault(limits.probe_concurrency, threading.BoundedSemaphore(limits.probe_concurrency))
+
 
 def probe_isolated(path: str | os.PathLike[str], limits: LimitSettings, name: str | None = None) -> VideoInfo:
     """`probe(path, limits, name)`, run in a memory- and time-limited child process."""
     label = name or Path(path).name
     request = json.dumps({"path": str(path), "name": label, "limits": limits.model_dump(mode="json")})
+    with _slot(limits):
+        proc = _run_child(request, label, limits)
     try:
-        proc = subprocess.run(
+        answer = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else None
+    except json.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        # Operators need to tell a hostile file from a broken installation (the child could not even start).
+        log.warning("probe child for %s ended with %s: %s", label, proc.returncode, proc.stderr.strip()[-500:])
+        if proc.returncode < 0 and -proc.returncode == signal.SIGXCPU:
+            raise errors.UnsupportedVideo(_over(label, "time", f"{limits.probe_timeout_s:g} s"))
+        raise errors.UnsupportedVideo(_over(label, "memory", f"{limits.probe_memory_bytes / 1024**2:,.0f} MiB"))
+    if "error" in answer:
+        raise _error(answer["error"], str(answer.get("message", "")))
+    return _info(answer["info"])
+
+
+def _run_child(request: str, label: str, limits: LimitSettings) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
             [sys.executable, "-m", "videopipe.media.isolate"],
             input=request,
             capture_output=True,
@@ -41,18 +73,6 @@ def probe_isolated(path: str | os.PathLike[str], limits: LimitSettings, name: st
         )
     except subprocess.TimeoutExpired:
         raise errors.UnsupportedVideo(_over(label, "time", f"{limits.probe_timeout_s:g} s")) from None
-    try:
-        answer = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else None
-    except json.JSONDecodeError:
-        answer = None
-    if not isinstance(answer, dict):
-        killed = proc.returncode < 0 and -proc.returncode in (signal.SIGKILL, signal.SIGXCPU)
-        if killed and -proc.returncode == signal.SIGXCPU:
-            raise errors.UnsupportedVideo(_over(label, "time", f"{limits.probe_timeout_s:g} s"))
-        raise errors.UnsupportedVideo(_over(label, "memory", f"{limits.probe_memory_bytes / 1024**2:,.0f} MiB"))
-    if "error" in answer:
-        raise _error(answer["error"], str(answer.get("message", "")))
-    return _info(answer["info"])
 
 
 def _over(label: str, what: str, limit: str) -> str:
