@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -76,10 +77,11 @@ def test_demo_runs_with_nothing_but_the_package(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "data" / "samples" / "demo-lecture.mp4").exists()
     out = " ".join(proc.stdout.split())
+    words = " ".join(re.sub(r"[^\w:\[\]()-]+", " ", proc.stdout).split())  # speech recognition's commas vary
     assert "3 slide changes, 3 found within one frame, 0 false, 0 missed; 4 slides read" in out
     # ... and it went into the local library: found by search, cited by an (extractive) answer.
     assert 'search "when does a volcano erupt": 00:00:07-00:00:14 A volcano can erupt' in out
-    assert "The telescope revealed distant galaxies. [00:00:14-00:00:21] (extractive)" in out
+    assert "The telescope revealed distant galaxies [00:00:14-00:00:21] (extractive)" in words
     doc = json.loads((tmp_path / "d" / "analysis.json").read_text())
     assert len(doc["scenes"]) == 4 and len(doc["chapters"]) == 4
     assert doc["chapters"][0]["title"] == "Entropy and information"
