@@ -211,7 +211,7 @@ def test_redis_restart_mid_job_loses_no_job(
     from workers.celery_app import CeleryDispatcher, make_app
 
     fast = Pipeline(pipeline.sessions, pipeline.store, Settings(), CeleryDispatcher(make_app(Settings())))
-    options = {"profile": "general", "asr": False, "ocr": False, "motion": True, "vlm": "none", "redis": 1}
+    options = {"profile": "general", "asr": False, "ocr": False, "motion": True, "vlm": "none"}  # its own settings hash
     running = fast.submit(videos["long"], options=options).job_id
     # These wait in Redis behind the first: a restart without persistence drops their messages.
     queued = [fast.submit(path, options=options).job_id for path in extras]
