@@ -37,8 +37,9 @@ Send = Callable[[Message], Awaitable[None]]
 
 MULTIPART_FRAMING = 1024 * 1024  # part headers and boundaries around the file of a multipart upload
 
-# 19 digits always fit a signed 64-bit integer (the database's BIGINT); nothing larger is a real size.
+# The database's BIGINT holds at most 2**63 - 1; nothing larger is a real size.
 _COUNT = re.compile(r"[0-9]{1,19}")
+_MAX_COUNT = 2**63 - 1
 
 
 def parse_byte_count(name: str, value: str | None) -> int | None:
@@ -47,8 +48,8 @@ def parse_byte_count(name: str, value: str | None) -> int | None:
     which `int` then refuses)."""
     if value is None:
         return None
-    if not _COUNT.fullmatch(value.strip(" \t")):
-        raise BadRequest(f"{name} must be a whole number of bytes: 1 to 19 ASCII digits")
+    if not _COUNT.fullmatch(value.strip(" \t")) or int(value) > _MAX_COUNT:
+        raise BadRequest(f"{name} must be a whole number of bytes: ASCII digits, at most {_MAX_COUNT}")
     return int(value)
 
 

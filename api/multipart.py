@@ -13,6 +13,9 @@ from videopipe.errors import BadRequest
 from videopipe.library import Library, Staging
 
 MAX_FIELD_BYTES = 64 * 1024
+# The only text field kept; any other is read past without keeping a byte (thousands of fields must not add up).
+TEXT_FIELDS = frozenset({"options"})
+MAX_PARTS = 16
 
 
 async def read_multipart(
@@ -29,11 +32,21 @@ async def read_multipart(
 
     def on_part_begin() -> None:
         state["headers"], state["name"], state["target"] = {}, None, None
+        state["parts"] = state.get("parts", 0) + 1
+        if state["parts"] > MAX_PARTS:
+            raise BadRequest(f"the form has more than {MAX_PARTS} parts; send the field `file` (and `options`)")
+
+    def header_bytes(data: bytes) -> None:
+        state["header_bytes"] = state.get("header_bytes", 0) + len(data)
+        if state["header_bytes"] > MAX_FIELD_BYTES:
+            raise BadRequest(f"the form's part headers are too long (over {MAX_FIELD_BYTES} bytes)")
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
+        header_bytes(data[start:end])
         state["field"] += data[start:end]
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
+        header_bytes(data[start:end])
         state["value"] += data[start:end]
 
     def on_header_end() -> None:
@@ -50,7 +63,9 @@ async def read_multipart(
             filename = disp.get(b"filename", b"upload").decode("utf-8", "replace")
             staged.append(library.staging(filename))
             state["target"] = staged[0]
-        else:
+        elif name in TEXT_FIELDS:
+            if name in fields:
+                raise BadRequest(f"send the form field {name!r} once")
             fields[name] = bytearray()
 
     def on_part_data(data: bytes, start: int, end: int) -> None:

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.context import request_id_var
 from videopipe.errors import (
     BadRequest,
+    Busy,
     ConfigError,
     Conflict,
     InputError,
@@ -44,6 +45,7 @@ _STATUS: list[tuple[type[VideopipeError], int]] = [
     (BadRequest, 400),
     (InputError, 422),
     (VLMUnavailable, 503),
+    (Busy, 503),
     (VLMRequestRejected, 502),
     (ConfigError, 503),
 ]
@@ -62,6 +64,7 @@ _HTTP_TYPES = {
     415: "unsupported-media-type",
     422: "invalid-request",
     429: "too-many-requests",
+    503: "unavailable",
 }
 
 
@@ -112,6 +115,8 @@ def install(app: FastAPI) -> None:
         if status >= 500:
             log.error("%s: %s", exc.type, exc.message)
         headers = {"WWW-Authenticate": 'Bearer realm="videopipe"'} if status == 401 else None
+        if isinstance(exc, Busy):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         return problem(status, exc.type, exc.message, request, headers)
 
     @app.exception_handler(RequestValidationError)

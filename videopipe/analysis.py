@@ -24,11 +24,11 @@ import cv2
 
 from videopipe import __version__
 from videopipe.config import Settings
-from videopipe.errors import BadRequest, TruncatedVideo, UndecodableVideo
+from videopipe.errors import BadRequest, UndecodableVideo
 from videopipe.keyframes import Keyframe, KeyframeSelector
 from videopipe.media.decode import describe_resolution, iter_analysis_frames
 from videopipe.media.grab import grab_frames
-from videopipe.media.probe import DECLARED_DURATION_FORMATS, VideoInfo, probe
+from videopipe.media.probe import VideoInfo, check_complete, probe
 from videopipe.perception.motion import MotionDetector
 from videopipe.perception.stages import run_ocr, run_speech
 from videopipe.progress import NullProgress, Progress
@@ -161,26 +161,11 @@ def run_pass(
         )
     scenes = detector.finish()
     last_end = scenes[-1].end_s
-    _check_complete(info, last_end)
+    check_complete(Path(info.path).name, info.container, info.declared_duration_s, last_end, Path(info.path).suffix)
     if info.duration_s and last_end < info.duration_s and info.duration_s - last_end < 2.0:
         scenes[-1].end_s = info.duration_s  # the container's duration includes the last frame's length
     progress.update(info.duration_s or last_end)
     return PassResult(info, scenes, selector.select(scenes), frames, decode_s, warnings)
-
-
-def _check_complete(info: VideoInfo, decoded_to_s: float) -> None:
-    """A file that stops well before the duration its own header declares was cut off (long files are checked
-    here: the probe reads the packets of the first ~80 minutes only)."""
-    if info.container not in DECLARED_DURATION_FORMATS or not info.declared_duration_s:
-        return
-    missing = info.declared_duration_s - decoded_to_s
-    if missing > max(1.0, 0.1 * info.declared_duration_s):
-        ext = Path(info.path).suffix or ".mkv"
-        raise TruncatedVideo(
-            f"{Path(info.path).name}: the pictures stop at {fmt_time(decoded_to_s)} but the file declares "
-            f"{fmt_time(info.declared_duration_s)}; it was cut off during upload, copy or recording. Copy the complete "
-            f"file again, or remux what is there (ffmpeg -i IN -c copy OUT{ext}) to analyse only that part"
-        )
 
 
 def _r(t: float) -> float:

@@ -18,6 +18,7 @@ import click
 import pydantic
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -79,6 +80,12 @@ class RichProgress:
             self._bar.update(self._task, completed=done)
 
 
+def _say_error(prefix: str, message: str) -> None:
+    """One line on stderr. The message is plain text (it can quote file names and FFmpeg's `-map 0:v:0`): no
+    markup or emoji codes are read from it."""
+    err_console.print(f"[bold red]{prefix}:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
+
+
 def _handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -88,16 +95,12 @@ def _handle_errors(func: F) -> F:
         except VideopipeError as exc:
             if debug:
                 raise
-            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+            _say_error("error", exc.message)
             sys.exit(2)
         except pydantic.ValidationError as exc:
             first = exc.errors()[0]
             where = "__".join(str(part) for part in first["loc"]).upper()
-            err_console.print(
-                f"[bold red]error:[/] invalid setting VIDEOPIPE_{where}: {first['msg']}; fix the environment variable",
-                highlight=False,
-                soft_wrap=True,
-            )
+            _say_error("error", f"invalid setting VIDEOPIPE_{where}: {first['msg']}; fix the environment variable")
             sys.exit(2)
         except KeyboardInterrupt:
             err_console.print("interrupted; earlier results were left as they were")
@@ -105,11 +108,9 @@ def _handle_errors(func: F) -> F:
         except Exception as exc:  # a bug, not the user's input: say so in one line unless debugging
             if debug:
                 raise
-            err_console.print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {exc}; rerun with "
-                "`videopipe --debug ...` and report the traceback",
-                highlight=False,
-                soft_wrap=True,
+            _say_error(
+                "internal error",
+                f"{type(exc).__name__}: {exc}; rerun with `videopipe --debug ...` and report the traceback",
             )
             sys.exit(1)
 

@@ -16,6 +16,7 @@ to do about it, and a stable ``type`` slug that the API turns into an RFC 9457 p
     ├── NotFound                   no such video, job, upload or key for this tenant
     ├── Unauthorized               no API key, or one that is not valid
     ├── Conflict                   the request clashes with the resource's state (a tus offset that moved on)
+    ├── Busy                       too much concurrent work right now (probing uploads); try again shortly
     ├── ConfigError                a setting or option is wrong or names something missing
     └── VLMError                   the understanding model could not do its part
         ├── VLMUnavailable         no server answers, or the model/backend cannot load (transient or setup)
@@ -91,6 +92,16 @@ class Unauthorized(VideopipeError):
 
 class Conflict(VideopipeError):
     type = "conflict"
+
+
+class Busy(VideopipeError):
+    """The server is at a limit of concurrent work; the same request later will work."""
+
+    type = "busy"
+
+    def __init__(self, message: str, retry_after_s: int = 30) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class ConfigError(VideopipeError):

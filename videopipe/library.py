@@ -112,8 +112,24 @@ def check_server_path(path: str) -> None:
 def safe_filename(name: str | None) -> str:
     """The last path component of a client-supplied name, with nothing that could climb out of a folder."""
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1].strip().lstrip(".")
-    base = "".join(c for c in base if c.isprintable() and c not in '<>:"|?*')[:200]
-    return base or "upload"
+    base = "".join(c for c in base if c.isprintable() and c not in '<>:"|?*')
+    return _cut_utf8(base, _NAME_BYTES) or "upload"
+
+
+# File systems allow 255 bytes per name (not characters: "é" is two, "视" three); leave room for suffixes.
+_NAME_BYTES = 200
+
+
+def _cut_utf8(name: str, limit: int) -> str:
+    """`name` in at most `limit` UTF-8 bytes, its extension kept."""
+    if len(name.encode()) <= limit:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or len(ext.encode()) > 16:
+        stem, ext = name, ""
+    tail = f".{ext}" if ext else ""
+    room = limit - len(tail.encode())
+    return stem.encode()[:room].decode("utf-8", "ignore").rstrip() + tail
 
 
 class Staging:
@@ -129,7 +145,11 @@ class Staging:
         self.max_bytes = max_bytes
         self.size = 0
         self._hash = hashlib.sha256()
-        self._file: IO[bytes] | None = self.path.open("wb")
+        try:
+            self._file: IO[bytes] | None = self.path.open("wb")
+        except OSError as exc:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise BadRequest(f"the file name cannot be stored ({exc.strerror}); send a shorter, plainer name") from None
 
     def write(self, data: bytes) -> None:
         self.size += len(data)

@@ -322,8 +322,11 @@ class Pipeline:
 
     def _defer(self, run_id: str) -> None:
         """Send a run whose tenant is at its cap again a little later (the reconciler would, much later)."""
-        with self.sessions() as s:
-            stage = s.scalar(select(StageRun.stage).where(StageRun.id == run_id))
+        with self.sessions.begin() as s:
+            run = s.get(StageRun, run_id)
+            stage = run.stage if run is not None else None
+            if run is not None:  # sent (again) just now: the reconciler must not add copies while it waits
+                run.dispatched_at = utcnow()
         later = getattr(self.dispatcher, "dispatch_later", None)
         if stage is not None and later is not None:
             later(run_id, stage, self.settings.jobs.defer_s)
@@ -739,6 +742,8 @@ class EmbeddedRunner:
     def dispatch(self, stage_run_id: str, stage: str) -> None:
         tenant = self._tenant_of(stage_run_id)
         with self._cond:
+            if self._closed:
+                return
             if any(run_id == stage_run_id for run_id, _ in self._queue):
                 return  # the reconciler sends a run again while it waits its turn here
             self._queue.append((stage_run_id, tenant))
@@ -747,13 +752,18 @@ class EmbeddedRunner:
 
     def dispatch_later(self, stage_run_id: str, stage: str, delay_s: float) -> None:
         with self._cond:
+            if self._closed:
+                return
             self._busy += 1  # wait() waits for it too
 
         def again() -> None:
-            self.dispatch(stage_run_id, stage)
-            with self._cond:
-                self._busy -= 1
-                self._cond.notify_all()
+            try:
+                if not self._closed:
+                    self.dispatch(stage_run_id, stage)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
 
         timer = threading.Timer(delay_s, again)
         timer.daemon = True
@@ -816,10 +826,13 @@ class EmbeddedRunner:
                 raise self._errors.pop(0)
 
     def shutdown(self) -> None:
+        """Stop taking stages; wait (up to 10 minutes in all) for those running. Queued ones stay pending in the
+        database: the reconciler of the next process sends them again."""
         with self._cond:
             self._closed = True
+            self._busy -= len(self._queue)
             self._queue.clear()
-            self._busy = 0
             self._cond.notify_all()
+        deadline = time.monotonic() + 600
         for thread in self._threads:
-            thread.join(timeout=600)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))

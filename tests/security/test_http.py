@@ -409,12 +409,14 @@ def test_byte_counts_in_headers_are_ascii_digits_only(world: World, quiet: Serve
             r = http.patch(path, content=b"x", headers={**PATCH, "Upload-Offset": value})
             assert "Upload-Offset" in _problem(r, 400, "bad-request")["detail"], value
         assert http.head(path, headers=TUS).headers["upload-offset"] == "0"
+        r = http.patch(path, content=b"x", headers={**PATCH, "Upload-Offset": "9" * 19})  # over BIGINT: was a 500
+        assert "Upload-Offset" in _problem(r, 400, "bad-request")["detail"]
     from api.gate import parse_byte_count
     from videopipe.errors import BadRequest
 
     assert parse_byte_count("Content-Length", "1234") == 1234 and parse_byte_count("Content-Length", None) is None
-    assert parse_byte_count("Upload-Offset", "9" * 19) == int("9" * 19)
-    for bad in ["²", "٣", "１", "1_000", "1e3", " ", "9" * 20]:
+    assert parse_byte_count("Upload-Offset", str(2**63 - 1)) == 2**63 - 1  # the database's BIGINT, and no more
+    for bad in ["²", "٣", "１", "1_000", "1e3", " ", "9" * 20, "9" * 19, str(2**63)]:
         with pytest.raises(BadRequest, match="Content-Length"):
             parse_byte_count("Content-Length", bad)
 
@@ -498,6 +500,42 @@ def test_media_is_typed_by_its_container_never_by_its_name(world: World, busy: S
         assert avi.status_code == 200 and avi.headers["x-content-type-options"] == "nosniff"
         assert avi.headers["content-type"] == "video/x-msvideo"
         assert avi.headers["content-disposition"] == 'attachment; filename="y.html.avi"'  # no browser plays it
+
+
+def test_a_long_non_ascii_file_name_is_stored_shortened_not_a_500(world: World, busy: Server, tmp_path: Path) -> None:
+    """200 characters of 视 are 600 bytes: over the 255 bytes a file name may have on disk."""
+    name = "视" * 200 + ".mp4"
+    clip = write_sample_video(tmp_path / "named.mp4", shots_s=(1.0,), width=320, height=240, seed=77).path
+    with client(busy, world.key) as http:
+        video = http.get(f"/v1/videos/{_upload(http, clip, name)}").json()
+        assert len(video["filename"].encode()) <= 200 and video["filename"].endswith(".mp4")
+        tus = http.post(
+            "/v1/uploads",
+            headers={
+                **TUS,
+                "Upload-Length": str(clip.stat().st_size),
+                "Upload-Metadata": "filename " + base64.b64encode(("é" * 300 + ".mp4").encode()).decode(),
+            },
+        )
+        assert tus.status_code == 201, tus.text
+        done = http.patch(tus.headers["location"], content=clip.read_bytes(),
+                          headers={**PATCH, "Upload-Offset": "0"})  # fmt: skip
+        assert done.status_code == 204 and done.headers["videopipe-video-id"] == video["id"], done.text
+
+
+def test_thousands_of_form_fields_are_refused_without_keeping_them(world: World, quiet: Server) -> None:
+    """Each text field was kept (up to 64 KB each) until the body ended: 3,000 of them under the file limit of a
+    real server (64 GiB) grew it by half a gigabyte. Now only `options` is kept, and a form has at most 16 parts."""
+    boundary = "vpboundary"
+    field = b"x" * 4000
+    parts = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="f{n}"\r\n\r\n'.encode() + field + b"\r\n"
+        for n in range(1000)
+    )
+    body = parts + f"--{boundary}--\r\n".encode()
+    with client(quiet, world.key) as http:
+        r = http.post("/v1/videos", content=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert "more than 16 parts" in _problem(r, 400, "bad-request")["detail"]
 
 
 # -- files of dead uploads -------------------------------------------------------------------------------------------

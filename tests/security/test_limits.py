@@ -4,6 +4,7 @@ bound, and checked again while decoding (files the probe could not read whole, d
 from __future__ import annotations
 
 import importlib
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -232,11 +233,78 @@ def test_job_options_are_checked_in_the_core() -> None:
 
 def test_open_media_is_the_only_door() -> None:
     """Every module that reads media goes through open_media (the writers in samples.py are our own files)."""
-    root = Path(__file__).resolve().parents[2] / "videopipe"
+    root = Path(__file__).resolve().parents[2]
     offenders = [
         str(p.relative_to(root))
-        for p in root.rglob("*.py")
-        if "av.open(" in p.read_text() and p.name not in ("container.py", "samples.py")
+        for package in ("videopipe", "api", "workers")
+        for p in (root / package).rglob("*.py")
+        if re.search(r"\bav\s*\.\s*open\b|from av import open", p.read_text())
+        # samples.py writes our own synthetic media (and reads back the WAV it synthesised a moment before)
+        and p.name not in ("container.py", "samples.py")
     ]
     assert offenders == []
     assert open_media  # the door itself
+
+
+def _mkv_frozen_clock(path: Path, frames: int) -> Path:
+    """Every frame stamped 0: a decoder produces them all, a timeline keeps one."""
+    out = av.open(str(path), "w", format="matroska")
+    stream = out.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+    stream.options = {"preset": "ultrafast", "bframes": "0"}
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i % 255, np.uint8), format="rgb24")
+        for packet in stream.encode(frame):
+            packet.pts = packet.dts = 0
+            out.mux(packet)
+    for packet in stream.encode():
+        packet.pts = packet.dts = 0
+        out.mux(packet)
+    out.close()
+    return path
+
+
+def test_frames_whose_timestamps_stand_still_are_counted_and_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames dropped for a repeated timestamp still cost their decoding: they count, and a clock that stands
+    still is refused (by the probe, and by the decode pass for files too long for the probe to read whole)."""
+    path = _mkv_frozen_clock(tmp_path / "frozen.mkv", 3000)
+    with pytest.raises(errors.UnsupportedVideo, match="timestamps do not advance"):
+        probe(path)
+    monkeypatch.setattr(importlib.import_module("videopipe.media.probe"), "_SCAN_PACKETS", 10)
+    info = probe(path)
+    with pytest.raises(errors.UnsupportedVideo, match="timestamps do not advance"):
+        list(iter_analysis_frames(info, AnalysisSettings()))
+
+
+def test_a_child_that_cannot_start_is_the_servers_fault_not_the_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    video = write_sample_video(tmp_path / "v.mp4", shots_s=(1.0,), width=320, height=240).path
+    monkeypatch.setattr("sys.executable", "/bin/false")
+    with pytest.raises(RuntimeError, match="probe child process failed"):
+        probe_isolated(video, LimitSettings())
+
+
+def test_the_child_sees_none_of_the_servers_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from videopipe.media.isolate import _child_env
+
+    monkeypatch.setenv("VIDEOPIPE_DATABASE_URL", "postgresql://u:secret@db/x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    assert "secret" not in repr(_child_env())
+
+
+def test_probes_wait_their_turn_then_say_the_server_is_busy(tmp_path: Path) -> None:
+    from videopipe.media.isolate import _slot
+
+    video = write_sample_video(tmp_path / "v.mp4", shots_s=(1.0,), width=320, height=240).path
+    limits = LimitSettings(probe_concurrency=1, probe_timeout_s=0.5)
+    slot = _slot(limits)
+    assert slot.acquire(timeout=5)
+    try:
+        with pytest.raises(errors.Busy, match="too many uploads at once"):
+            probe_isolated(video, limits)
+    finally:
+        slot.release()
+    assert probe_isolated(video, limits).frame_count == 25

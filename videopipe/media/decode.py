@@ -161,9 +161,13 @@ def iter_analysis_frames(
 
     step = round(1 / (info.fps * tb)) if info.fps and tb else 1
     try:
-        for index, (pts, frame) in enumerate(timed_frames(container, stream, warn, on_bad_packet, step)):
+
+        def count(frame: Any) -> None:
+            guard.decoded(frame.width, frame.height)
+
+        for index, (pts, frame) in enumerate(timed_frames(container, stream, warn, on_bad_packet, step, count)):
             t_s = (pts - start_pts) * tb
-            guard.frame(t_s, frame.width, frame.height)
+            guard.timeline(t_s)
             y, u, v = downscale(frame)
             yield AnalysisFrame(index, pts, t_s, y, u, v)
     finally:
@@ -184,11 +188,13 @@ def timed_frames(
     warn: WarningSink,
     on_bad_packet: Callable[[Exception, Any], None] | None = None,
     step: int = 1,
+    on_decoded: Callable[[Any], None] | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """Decoded frames in presentation order, each with a strictly increasing PTS (stream time base).
 
     Frames without a timestamp continue the previous frame's clock by `step`; duplicate timestamps (after
-    corruption) are dropped, since every time must name exactly one frame.
+    corruption) are dropped, since every time must name exactly one frame. `on_decoded` sees every frame the
+    decoder produced, dropped ones too (what decoding costs).
     """
     stamps: list[int] = []
     pending: deque[Any] = deque()
@@ -211,6 +217,8 @@ def timed_frames(
                 on_bad_packet(exc, packet)
             continue
         for frame in frames:
+            if on_decoded is not None:
+                on_decoded(frame)
             pts = frame.pts if frame.pts is not None else (newest + step if newest is not None else 0)
             newest = pts if newest is None else max(newest, pts)
             heapq.heappush(stamps, pts)

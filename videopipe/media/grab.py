@@ -49,12 +49,16 @@ def grab_frames(
     if not targets:
         return
     limits = limits or LimitSettings()
-    guard = DecodeGuard(info, limits)
+    guard = DecodeGuard(info, limits, budget_only=True)
     container = open_media(info.path, limits)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         limit_decoder(stream, limits)
+
+        def count(frame: Any) -> None:
+            guard.decoded(frame.width, frame.height)
+
         tb = stream.time_base or info.time_base
         start_pts = round(info.start_time_s / float(tb)) if tb else 0
         forward_pts = _FORWARD_DECODE_S / float(tb)
@@ -63,11 +67,10 @@ def grab_frames(
         for target in targets:
             if frames is None or last_pts is None or target < last_pts or target - last_pts > forward_pts:
                 container.seek(target, stream=stream, backward=True, any_frame=False)
-                frames = timed_frames(container, stream, log.warning)
+                frames = timed_frames(container, stream, log.warning, on_decoded=count)
                 last_pts = None
             found = None
             for pts, frame in frames:
-                guard.decoded(frame.width, frame.height)  # seeks decode frames again: the budget alone applies
                 last_pts = pts
                 if pts >= target:
                     found = (pts, frame)

@@ -44,35 +44,55 @@ def probe_isolated(path: str | os.PathLike[str], limits: LimitSettings, name: st
     """`probe(path, limits, name)`, run in a memory- and time-limited child process."""
     label = name or Path(path).name
     request = json.dumps({"path": str(path), "name": label, "limits": limits.model_dump(mode="json")})
-    with _slot(limits):
+    slot = _slot(limits)
+    if not slot.acquire(timeout=limits.probe_timeout_s):
+        raise errors.Busy(
+            f"{label}: the server is checking too many uploads at once; send it again in a minute", retry_after_s=30
+        )
+    try:
         proc = _run_child(request, label, limits)
+    finally:
+        slot.release()
     try:
         answer = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else None
     except json.JSONDecodeError:
         answer = None
-    if not isinstance(answer, dict):
-        # Operators need to tell a hostile file from a broken installation (the child could not even start).
-        log.warning("probe child for %s ended with %s: %s", label, proc.returncode, proc.stderr.strip()[-500:])
-        if proc.returncode < 0 and -proc.returncode == signal.SIGXCPU:
-            raise errors.UnsupportedVideo(_over(label, "time", f"{limits.probe_timeout_s:g} s"))
-        raise errors.UnsupportedVideo(_over(label, "memory", f"{limits.probe_memory_bytes / 1024**2:,.0f} MiB"))
-    if "error" in answer:
+    if isinstance(answer, dict) and "error" in answer:
         raise _error(answer["error"], str(answer.get("message", "")))
-    return _info(answer["info"])
+    if isinstance(answer, dict) and "info" in answer:
+        return _info(answer["info"])
+    if proc.returncode == -signal.SIGXCPU:
+        raise errors.UnsupportedVideo(_over(label, "time", f"{limits.probe_timeout_s:g} s"))
+    if proc.returncode == _OUT_OF_MEMORY or proc.returncode < 0:  # MemoryError, or killed/crashed by the file
+        log.warning("probe child for %s ended with %s: %s", label, proc.returncode, proc.stderr.strip()[-300:])
+        raise errors.UnsupportedVideo(_over(label, "memory", f"{limits.probe_memory_bytes / 1024**2:,.0f} MiB"))
+    # Anything else is ours (the child could not start, a bug): the operator's problem, not the uploader's.
+    raise RuntimeError(f"the probe child process failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
 
 
 def _run_child(request: str, label: str, limits: LimitSettings) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
-            [sys.executable, "-m", "videopipe.media.isolate"],
+            # -I: no PYTHON* variables, no user site, no current directory on the path; a minimal environment:
+            # the server's secrets (database password, S3 keys) are none of the child's business.
+            [sys.executable, "-I", "-m", "videopipe.media.isolate"],
             input=request,
             capture_output=True,
             text=True,
             timeout=limits.probe_timeout_s + 5,
-            env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
+            env=_child_env(),
         )
     except subprocess.TimeoutExpired:
         raise errors.UnsupportedVideo(_over(label, "time", f"{limits.probe_timeout_s:g} s")) from None
+
+
+_OUT_OF_MEMORY = 3  # the child's exit status when Python ran out of memory
+_KEPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in _KEPT_ENV}
+    return {**env, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
 def _over(label: str, what: str, limit: str) -> str:
@@ -100,13 +120,14 @@ def _child() -> int:
     resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
     cpu = max(1, int(limits.probe_timeout_s))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no dump of a crash the file caused
     try:
         info = probe(request["path"], limits, request["name"])
     except errors.InputError as exc:
         print(json.dumps({"error": type(exc).__name__, "message": exc.message}))
         return 0
     except MemoryError:
-        return 3  # reported by the parent as "needs more memory"
+        return _OUT_OF_MEMORY
     print(json.dumps({"info": info.to_json()}))
     return 0
 

@@ -40,6 +40,9 @@ _TIMING_PACKETS = 2000
 # Packets read (no decoding) to learn a file's true span, frame count and timestamp jumps: about 80 minutes at
 # 30 fps, read in about a second; longer files are checked the rest of the way while they are decoded.
 _SCAN_PACKETS = 150_000
+# More frames than this per second of timestamps is no camera's (high-speed ones reach about 1,000): the
+# timestamps repeat or stand still, and decoding such a file would never move its timeline on.
+MAX_FRAMES_PER_S = 1200
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +154,7 @@ def _describe(p: Path, label: str, size: int, container: Any, limits: LimitSetti
     scan = scan_packets(container, stream, limits, label)
     if scan.complete and scan.count:
         duration_s = scan.span_s
-        _check_complete(label, container.format.name, declared_s, duration_s)
+        check_complete(label, container.format.name, declared_s, duration_s, p.suffix or ".mkv")
     else:
         duration_s = max(declared_s, scan.span_s, _tail_span_s(container, stream, scan))
     _check_duration(label, duration_s, limits)
@@ -255,6 +258,8 @@ def scan_packets(container: Any, stream: Any, limits: LimitSettings, label: str)
                 scan.pts_span_s = max(scan.pts_span_s, (packet.pts - scan.first_pts) * tb)
                 if scan.span_s > limits.max_duration_s:
                     _check_duration(label, scan.span_s, limits)
+            if scan.count > MAX_FRAMES_PER_S * (scan.pts_span_s + 1.0):
+                raise UnsupportedVideo(_stalled_message(label, scan.count, scan.pts_span_s))
             if scan.count >= _SCAN_PACKETS:
                 break
         else:
@@ -291,43 +296,58 @@ def _tail_span_s(container: Any, stream: Any, scan: PacketScan) -> float:
 DECLARED_DURATION_FORMATS = frozenset({"matroska,webm", "avi", "mov,mp4,m4a,3gp,3g2,mj2", "flv", "asf"})
 
 
-def _check_complete(label: str, container_format: str, declared_s: float, present_s: float) -> None:
-    """A file whose pictures stop well before the duration its own header declares was cut off."""
+def check_complete(label: str, container_format: str, declared_s: float, present_s: float, ext: str = ".mkv") -> None:
+    """A file whose pictures stop well before the duration its own header declares was cut off. (The probe
+    checks what its packet scan saw; the decode pass checks long files again with what it decoded.)"""
     if container_format not in DECLARED_DURATION_FORMATS or not declared_s:
         return
     if declared_s - present_s > max(1.0, 0.1 * declared_s):
         raise TruncatedVideo(
             f"{label}: the pictures stop at {fmt_time(present_s)} but the file declares {fmt_time(declared_s)}; it "
             "was cut off during upload, copy or recording. Copy the complete file again, or remux what is there "
-            "(ffmpeg -i IN -c copy OUT.mkv) to analyse only that part"
+            f"(ffmpeg -i IN -c copy OUT{ext}) to analyse only that part"
         )
 
 
 class DecodeGuard:
     """The probe's limits, checked again frame by frame while decoding: the packets of long files were not all
-    read by the probe, and the decoder is the last word on what a file holds."""
+    read by the probe, and the decoder is the last word on what a file holds. `decoded` counts every frame the
+    decoder produced (also those dropped afterwards for a repeated timestamp); `timeline` checks the times of
+    the frames that are kept."""
 
-    def __init__(self, info: VideoInfo, limits: LimitSettings) -> None:
+    def __init__(self, info: VideoInfo, limits: LimitSettings, budget_only: bool = False) -> None:
         self.label = Path(info.path).name
         self.limits = limits
+        self.budget_only = budget_only  # grabs seek and decode frames again: only their cost counts
         self.pixels = 0
+        self.frames = 0
         self.last_t_s: float | None = None
         # A little over the budget: the probe's frame count can miss a few frames that the decoder finds.
         self.budget = int(limits.max_decode_pixels * 1.05) + 1
 
     def decoded(self, width: int, height: int) -> None:
-        """Count one decoded frame against the budget."""
+        """Count one decoded frame against the budget, and against the time its timestamps have covered."""
         self.pixels += width * height
+        self.frames += 1
         if self.pixels > self.budget:
             _check_decode_budget(self.label, 1, self.pixels, self.limits)
+        covered_s = self.last_t_s or 0.0
+        if not self.budget_only and self.frames > MAX_FRAMES_PER_S * (covered_s + 1.0):
+            raise UnsupportedVideo(_stalled_message(self.label, self.frames, covered_s))
 
-    def frame(self, t_s: float, width: int, height: int) -> None:
-        """Count one frame of the timeline: the budget, its time, the step from the frame before."""
-        self.decoded(width, height)
+    def timeline(self, t_s: float) -> None:
+        """Check the time of the next frame kept: the duration limit and the step from the frame before."""
         if self.last_t_s is not None and t_s - self.last_t_s > self.limits.max_timestamp_gap_s:
             raise UnsupportedVideo(_jump_message(self.label, self.last_t_s, t_s - self.last_t_s))
         _check_duration(self.label, t_s, self.limits)
         self.last_t_s = t_s
+
+
+def _stalled_message(label: str, frames: int, covered_s: float) -> str:
+    return (
+        f"{label}: {frames:,} frames share the first {covered_s:.1f} s of timestamps (more than {MAX_FRAMES_PER_S:,} "
+        "a second): its timestamps do not advance; rewrite them: ffmpeg -i IN -vf setpts=N/FRAME_RATE/TB OUT.mp4"
+    )
 
 
 def _jump_message(label: str, at_s: float, step_s: float) -> str:
