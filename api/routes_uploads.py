@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -165,6 +166,7 @@ async def patch_upload(
         return _finished(got.length, got.video_id)
     claim = got
     keeper = asyncio.create_task(_keep_claim(uploads, claim))
+    completing: asyncio.Future[Any] | None = None
     try:
         if claim.offset < claim.length:
             received, offset = await _receive(request, uploads, claim)
@@ -173,15 +175,35 @@ async def patch_upload(
             return Response(status_code=204, headers=_tus_headers(**{"Upload-Offset": str(offset)}))
         # The last bytes are in (or a PATCH at the end found a finished file no one ingested): still holding the
         # claim, so no other PATCH can touch the file while it is checked and stored.
-        ingested = await run_in_threadpool(uploads.complete, claim)
+        completing = asyncio.ensure_future(run_in_threadpool(uploads.complete, claim))
+        ingested = await asyncio.shield(completing)
         return _finished(claim.length, ingested.video_id)
     finally:
-        keeper.cancel()
-        try:
-            await run_in_threadpool(uploads.release, claim)  # nothing to do once complete() recorded the video
-        except Exception:  # the claim runs out by itself
-            log.warning("upload %s: could not release its claim; it runs out within %.0f s", upload_id,
-                        CLAIM_LEASE_S, exc_info=True)  # fmt: skip
+        if completing is not None and not completing.done():
+            # The request was cancelled (the client went away) while its file is being ingested in a thread:
+            # the claim stays held, and renewed, until that ends; then it is let go.
+            _AFTERWARDS.add(task := asyncio.ensure_future(_let_go(uploads, claim, keeper, completing)))
+            task.add_done_callback(_AFTERWARDS.discard)
+        else:
+            await _let_go(uploads, claim, keeper, None)
+
+
+_AFTERWARDS: set[asyncio.Future[None]] = set()  # releases still waiting for an ingestion (kept from the GC)
+
+
+async def _let_go(
+    uploads: Uploads, claim: Claim, keeper: asyncio.Task[None], after: asyncio.Future[Any] | None
+) -> None:
+    """Stop renewing the claim and release it, once `after` (an ingestion in a thread) has ended."""
+    if after is not None:
+        with contextlib.suppress(BaseException):
+            await after
+    keeper.cancel()
+    try:
+        await run_in_threadpool(uploads.release, claim)  # nothing to do once complete() recorded the video
+    except Exception:  # the claim runs out by itself
+        log.warning("upload %s: could not release its claim; it runs out within %.0f s", claim.upload_id,
+                    CLAIM_LEASE_S, exc_info=True)  # fmt: skip
 
 
 def _finished(length: int, video_id: str) -> Response:
