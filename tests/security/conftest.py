@@ -308,21 +308,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, corpus: Corpus, loopback: L
     data_dir = tmp_path_factory.mktemp("server-data")
     env = server_env(data_dir)
     keys = {tenant: _create_key(env, tenant) for tenant in ("alpha", "beta")}
-    port = _free_port()
     log_path = data_dir.parent / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "videopipe", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--log-level", "warning"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=data_dir,
-        )  # fmt: skip
-    srv = Server(f"http://127.0.0.1:{port}", proc, data_dir, log_path, keys, env)
-    try:
-        deadline = time.monotonic() + 90
-        while srv.healthz() != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"videopipe serve did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+    with videopipe_serve(env, log_path, cwd=data_dir) as (base, proc):
+        srv = Server(base, proc, data_dir, log_path, keys, env)
         # Tenant B's video: analysed to the end, so the models and the index are loaded before any measurement.
         r = srv.upload_multipart("beta", corpus.victim, name="holiday.mp4")
         assert r.status_code == 201, r.text
@@ -338,6 +326,32 @@ def server(tmp_path_factory: pytest.TempPathFactory, corpus: Corpus, loopback: L
             "LOOPBACK_PORT": str(loopback.port),
         }
         yield srv
+
+
+@contextmanager
+def videopipe_serve(
+    env: dict[str, str], log_path: Path, cwd: Path | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`videopipe serve` in its own process on a free loopback port, as an operator runs it, its output in
+    `log_path`; yields (base URL, process) once /healthz answers, and stops it after."""
+    port = _free_port()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "videopipe", "serve", "--host", "127.0.0.1", "--port", str(port),
+             "--log-level", "warning"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            with suppress(httpx.TransportError):
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"videopipe serve did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield base, proc
     finally:
         proc.terminate()
         try:

@@ -15,9 +15,9 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.conftest import POSTGRES_ADMIN_URL, live_server
+from tests.security.conftest import videopipe_serve
 from videopipe.auth import KeyStore
 from videopipe.config import ApiSettings, Settings
 from videopipe.db import make_engine, make_session_factory
@@ -51,57 +52,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 # -- servers ------------------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     base: str
-    proc: subprocess.Popen[str]
-    log: list[str]
-
-    def rss(self) -> int:
-        return int(psutil.Process(self.proc.pid).memory_info().rss)
+    proc: subprocess.Popen[bytes]
 
 
 @contextmanager
 def serve(env: dict[str, str]) -> Iterator[Server]:
-    """`videopipe serve` in its own process, as an operator runs it."""
-    port = _free_port()
+    """`videopipe serve` in its own process, on the world's database and data folder."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VIDEOPIPE_")}
-    proc = subprocess.Popen([sys.executable, "-m", "videopipe", "serve", "--port", str(port)], cwd=REPO,
-                            env={**clean, "VIDEOPIPE_VLM": "none", **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    log: list[str] = []
-
-    def drain() -> None:  # a full pipe would block the server
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.append(line)
-
-    threading.Thread(target=drain, daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("videopipe serve did not start:\n" + "".join(log))
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield Server(base, proc, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    log = Path(env["VIDEOPIPE_DATA_DIR"]) / f"serve-{uuid.uuid4().hex[:8]}.log"
+    with videopipe_serve({**clean, "VIDEOPIPE_VLM": "none", **env}, log, cwd=REPO) as (base, proc):
+        yield Server(base, proc)
 
 
 @dataclass
