@@ -1,7 +1,7 @@
 """Real Celery worker processes on the real Redis and PostgreSQL of this machine.
 
-Workers are started as `videopipe worker` subprocesses (with the reconciler); videos are submitted with
-`videopipe submit`. Leases and the reconciler run on short timers here so crash recovery takes seconds.
+Workers are started as `videopipe worker` subprocesses (the plain way: each runs the reconciler); videos are
+submitted with `videopipe submit`. Leases and the reconciler run on short timers here so crash recovery takes seconds.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from sqlalchemy import func, select
 
@@ -62,10 +63,12 @@ def _environment(url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 class Worker:
+    """`videopipe worker`, started the plain way (no --beat: every worker reconciles on its own timer)."""
+
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.log = log
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "videopipe", "worker", "--concurrency", "1", "--beat", "--loglevel", "INFO"],
+            [sys.executable, "-m", "videopipe", "worker", "--concurrency", "1", "--loglevel", "INFO"],
             env={**os.environ, **env}, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         deadline = time.time() + 60
@@ -202,6 +205,32 @@ def test_worker_killed_mid_stage_is_replaced_and_the_job_completes(
     assert perceive["stage"] == "perceive" and perceive["attempts"] >= 2  # it ran again after the kill
     with pipeline.sessions() as s:  # and its outputs are there once
         assert s.scalar(select(func.count()).select_from(Scene).where(Scene.video_id == info["video_id"])) == 25
+
+
+def test_two_plain_workers_one_killed_mid_stage_the_other_finishes_the_job(
+    env: dict[str, str], pipeline: Pipeline, videos: dict[str, Path], tmp_path: Path
+) -> None:
+    """No worker was started with --beat and none is restarted: the survivor's own reconciler sends the dead
+    one's stage again once its lease runs out."""
+    workers = [Worker(env, tmp_path / f"w{n}.log") for n in range(2)]
+    try:
+        job = submit(env, videos["long"], "--profile", "lecture")
+        _wait_running(pipeline, job)
+        with pipeline.sessions() as s:
+            holder = s.scalars(
+                select(StageRun.worker).where(StageRun.job_id == job, StageRun.stage == "perceive")
+            ).one()
+        pool_pid = int(str(holder).rsplit("/", 1)[-1])
+        [victim] = [w for w in workers if psutil.Process(pool_pid).ppid() == w.proc.pid]
+        victim.kill()
+        [survivor] = [w for w in workers if w is not victim]
+        info = wait_for(pipeline, job, {"ready", "failed", "cancelled"}, timeout=180)
+        assert survivor.proc.poll() is None
+    finally:
+        for w in workers:
+            w.stop()
+    assert info["status"] == "ready", info
+    assert info["stages"][0]["attempts"] >= 2  # perceive ran again, on the survivor
 
 
 def test_redis_restart_mid_job_loses_no_job(

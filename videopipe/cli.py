@@ -773,7 +773,7 @@ def cancel(job_id: str) -> None:
 @main.command()
 @click.option("--queues", default="cpu,gpu,index", show_default=True, help="Comma-separated queues to serve.")
 @click.option("--concurrency", type=int, default=1, show_default=True)
-@click.option("--beat/--no-beat", default=False, help="Also run the periodic reconciler (one worker only).")
+@click.option("--beat/--no-beat", default=False, help="Also run Celery beat (not needed: every worker reconciles).")
 @click.option("--loglevel", default="INFO")
 @_handle_errors
 def worker(queues: str, concurrency: int, beat: bool, loglevel: str) -> None:

@@ -532,6 +532,17 @@ class Pipeline:
             self._dispatch(run_id, stage)
         return [r for r, _ in todo]
 
+    def reconcile_if_elected(self) -> list[str] | None:
+        """`reconcile`, by one process at a time: every worker runs this on a timer, and on PostgreSQL an advisory
+        lock elects the one that does the round (the others get None). Elsewhere (SQLite: one machine) every
+        caller reconciles; that is harmless, since dispatching a run twice is."""
+        with self.sessions() as s:
+            if s.get_bind().dialect.name == "postgresql":
+                elected = s.scalar(text("SELECT pg_try_advisory_xact_lock(hashtext('videopipe-reconciler'))"))
+                if not elected:
+                    return None
+            return self.reconcile()  # the lock lasts as long as this session's transaction
+
     @contextmanager
     def original(self, blob_key: str) -> Iterator[Path]:
         """A local path of a video's original: from the blob store, or the user's own file for videos of the
