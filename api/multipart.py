@@ -16,6 +16,7 @@ MAX_FIELD_BYTES = 64 * 1024
 # The only text field kept; any other is read past without keeping a byte (thousands of fields must not add up).
 TEXT_FIELDS = frozenset({"options"})
 MAX_PARTS = 16
+MAX_BOUNDARY = 200
 
 
 async def read_multipart(
@@ -25,6 +26,8 @@ async def read_multipart(
     boundary = params.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
         raise BadRequest("send the video as multipart/form-data with the field `file` (or JSON with `path`/`url`)")
+    if len(boundary) > MAX_BOUNDARY:  # RFC 2046: 1 to 70 characters; the parser refuses more than 256
+        raise BadRequest(f"the multipart boundary is longer than {MAX_BOUNDARY} characters; use a shorter one")
 
     state: dict[str, Any] = {"headers": {}, "field": b"", "value": b"", "name": None, "target": None}
     fields: dict[str, bytearray] = {}

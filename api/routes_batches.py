@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.app import AppState, state_of, tenant_of
 from api.problems import problem_responses
-from api.schemas import AnalysisOptions
+from api.schemas import AnalysisOptions, operator_options, server_vlm
 from videopipe.errors import BadRequest
 from videopipe.library import s3_allowed
 
@@ -153,9 +153,10 @@ def _create(state: AppState, tenant: str, body: BatchRequest) -> dict[str, Any]:
 
     raw = [v.model_dump() if isinstance(v, VocabEntry) else v for v in body.vocabulary or []]
     labels = parse_vocabulary(raw) if body.vocabulary else None
-    options = (body.options or AnalysisOptions()).model_dump(exclude_none=True)
+    options = operator_options(state.settings, (body.options or AnalysisOptions()).model_dump(exclude_none=True))
+    vlm = server_vlm(state.settings, body.vlm) or state.settings.vlm
     batches = state.extras["batches"]
-    batch_id = batches.create(tenant, _sources(state, tenant, body), labels, body.top_k, body.vlm, options)
+    batch_id = batches.create(tenant, _sources(state, tenant, body), labels, body.top_k, vlm, options)
     state.batch_wakeup.set()
     return dict(batches.describe(tenant, batch_id, items=False))
 

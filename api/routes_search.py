@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from api.app import AppState, state_of, tenant_of
 from api.problems import problem_responses
 from api.routes_videos import VideoId
+from api.schemas import server_vlm
 
 router = APIRouter(tags=["search"])
 
@@ -106,4 +107,5 @@ async def ask(video_id: VideoId, body: AskRequest, tenant: Tenant, state: State)
     await run_in_threadpool(state.library.get_video, tenant, video_id)
     if "asker" not in state.extras:
         state.extras["asker"] = Asker(state.pipeline, state.settings)
-    return await run_in_threadpool(state.extras["asker"].ask, tenant, video_id, body.question, body.vlm)
+    vlm = server_vlm(state.settings, body.vlm)
+    return await run_in_threadpool(state.extras["asker"].ask, tenant, video_id, body.question, vlm)

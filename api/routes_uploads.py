@@ -17,7 +17,7 @@ from api.app import AppState, state_of, tenant_of
 from api.gate import parse_byte_count
 from api.problems import problem, problem_responses
 from api.routes_videos import parse_options
-from api.schemas import UploadOut
+from api.schemas import UploadOut, operator_options
 from videopipe.errors import BadRequest
 from videopipe.uploads import (
     CLAIM_LEASE_S,
@@ -93,7 +93,8 @@ def create_upload(
     if length is None:
         raise BadRequest("send Upload-Length: the size of the whole file in bytes (deferred length is not supported)")
     metadata = parse_metadata(upload_metadata)
-    options = parse_options(metadata.get("options"))  # refused now, as the multipart field is, not by the job later
+    # Refused now, as the multipart field is, not by the job later.
+    options = operator_options(state.settings, parse_options(metadata.get("options")))
     upload_id = state.uploads.create(tenant, length, metadata.get("filename") or metadata.get("name"), options)
     location = str(request.url_for("upload_offset", upload_id=upload_id))
     return Response(status_code=201, headers=_tus_headers(Location=location, **{"Upload-Offset": "0"}))

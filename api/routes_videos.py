@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -22,6 +23,7 @@ from api.schemas import (
     Transcript,
     VideoList,
     VideoOut,
+    operator_options,
 )
 from videopipe import exports
 from videopipe.errors import BadRequest
@@ -101,7 +103,7 @@ async def create_video(request: Request, response: Response, tenant: Tenant, sta
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first.get("loc", ()))
             raise BadRequest(f"{where + ': ' if where else ''}{first.get('msg')}") from None
-        options = req.options.model_dump(exclude_none=True) if req.options else {}
+        options = operator_options(state.settings, req.options.model_dump(exclude_none=True) if req.options else {})
         if req.path is not None:
             ingested = await run_in_threadpool(state.library.ingest_path, req.path, tenant, options)
         else:
@@ -111,7 +113,7 @@ async def create_video(request: Request, response: Response, tenant: Tenant, sta
     if staged is None:
         raise BadRequest("the multipart body has no `file` field; send the video as the form field `file`")
     try:
-        options = parse_options(fields.get("options"))
+        options = operator_options(state.settings, parse_options(fields.get("options")))
     except BaseException:
         staged.discard()
         raise
@@ -161,7 +163,8 @@ def delete_video(video_id: VideoId, tenant: Tenant, state: State) -> Response:
     responses=problem_responses(400, 401, 404, 422),
 )
 def reanalyze(video_id: VideoId, tenant: Tenant, state: State, options: AnalysisOptions | None = None) -> Created:
-    ingested = state.library.reanalyze(tenant, video_id, options.model_dump(exclude_none=True) if options else None)
+    chosen = operator_options(state.settings, options.model_dump(exclude_none=True)) if options else None
+    ingested = state.library.reanalyze(tenant, video_id, chosen)
     video = state.library.get_video(tenant, video_id)
     return Created(
         id=video_id, job_id=ingested.job_id, status=video["status"], duplicate=True, created=ingested.created
@@ -292,8 +295,12 @@ def media(video_id: VideoId, tenant: Tenant, state: State) -> Response:
     if path is not None:
         return FileResponse(path, media_type=media_type, filename=filename, content_disposition_type=disposition)
 
+    # Opened before the answer starts: a missing original is a 404, not a 200 cut short.
+    opened = contextlib.ExitStack()
+    f = opened.enter_context(state.library.open_original(tenant, video_id))
+
     def chunks() -> Any:
-        with state.library.open_original(tenant, video_id) as f:
+        with opened:
             while data := f.read(1024 * 1024):
                 yield data
 

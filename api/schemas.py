@@ -6,6 +6,30 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from videopipe.config import Settings
+from videopipe.errors import BadRequest
+
+
+def server_vlm(settings: Settings, requested: str | None) -> str | None:
+    """What a request may do with the model: switch it off ("none"), or leave the operator's choice (None,
+    "auto", or the very backend configured). Never pick another one: a tenant's "transformers" must not make an
+    API process or a GPU worker load a local 8B checkpoint next to the configured vLLM server."""
+    if requested in (None, "auto") or requested == settings.vlm:
+        return None
+    if requested == "none":
+        return "none"
+    raise BadRequest(
+        f'vlm: this server\'s model is set by its operator (VIDEOPIPE_VLM={settings.vlm}); send "none" or leave it out'
+    )
+
+
+def operator_options(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
+    """Analysis options from a request, with `vlm` held to what the operator configured (see `server_vlm`)."""
+    out = {k: v for k, v in options.items() if k != "vlm"}
+    if (vlm := server_vlm(settings, options.get("vlm"))) is not None:
+        out["vlm"] = vlm
+    return out
+
 
 class AnalysisOptions(BaseModel):
     """How to analyse a video. Unknown keys are refused."""

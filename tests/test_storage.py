@@ -42,6 +42,19 @@ def test_put_read_delete(store: BlobStore, tmp_path: Path) -> None:
     assert not store.exists("keyframes/v1/00001.jpg") and store.exists("originals/abc.mp4")
 
 
+def test_deleting_a_key_never_deletes_the_keys_it_is_a_prefix_of(store: BlobStore, tmp_path: Path) -> None:
+    """Another tenant's copy of the same bytes uploaded without an extension is stored as originals/<hash>:
+    deleting it must leave originals/<hash>.mp4 (S3 prefixes are plain strings)."""
+    f = tmp_path / "x"
+    f.write_bytes(b"video")
+    for key in ("originals/abc", "originals/abc.mp4", "originals/abcd", "keyframes/v1/1.jpg", "keyframes/v10/1.jpg"):
+        store.put_file(key, f)
+    assert store.delete_prefix("originals/abc") == 1
+    assert store.delete_prefix("keyframes/v1/") == 1
+    assert not store.exists("originals/abc") and not store.exists("keyframes/v1/1.jpg")
+    assert all(store.exists(k) for k in ("originals/abc.mp4", "originals/abcd", "keyframes/v10/1.jpg"))
+
+
 @pytest.mark.parametrize("key", ["", "/etc/passwd", "../outside", "a/../../b"])
 def test_keys_cannot_escape(store: BlobStore, key: str, tmp_path: Path) -> None:
     f = tmp_path / "x"

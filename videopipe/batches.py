@@ -21,6 +21,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 from videopipe.db.models import Batch, BatchItem, Job, Moment, MomentVector, Tag, Video, utcnow
 from videopipe.errors import BadRequest, NotFound, VideopipeError, VLMError
 from videopipe.pipeline import Pipeline, settings_hash
+from videopipe.pipeline import aware as _aware
 from videopipe.progress import Progress
 from videopipe.tagging import Label, MomentText, TagScore, keyword_tags, zero_shot_tags
 
@@ -40,6 +42,9 @@ _SUFFIXES = ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .wmv .flv 
 VIDEO_SUFFIXES = frozenset(_SUFFIXES.split())
 MAX_ITEMS = 100_000
 TERMINAL = ("done", "failed", "cancelled")
+# An item claimed this recently without a video yet is still being ingested (probed, copied from S3) by whichever
+# replica claimed it; past this, its video was deleted or that replica died.
+_START_GRACE_S = 3600.0
 
 
 def expand_paths(paths: Iterable[str | Path], limit: int = MAX_ITEMS) -> list[Path]:
@@ -308,14 +313,19 @@ class Batches:
                 return True
             s.expunge(batch)
             waiting = s.execute(
-                select(BatchItem.id, BatchItem.reused, Video.id, Video.status, Video.error_type, Video.error)
+                select(BatchItem.id, BatchItem.reused, BatchItem.updated_at, Video.id, Video.status,
+                       Video.error_type, Video.error)
                 .outerjoin(Video, Video.id == BatchItem.video_id)
                 .where(BatchItem.batch_id == batch_id, BatchItem.status == "analyzing")
             ).all()  # fmt: skip
         in_flight = 0
-        for item_id, reused, video_id, status, error_type, error in waiting:
-            if video_id is None:
-                self._fail_item(item_id, "not-found", "the video was deleted before it was tagged")
+        started_before = utcnow() - timedelta(seconds=_START_GRACE_S)
+        for item_id, reused, updated_at, video_id, status, error_type, error in waiting:
+            if video_id is None and _aware(updated_at) > started_before:
+                in_flight += 1  # claimed a moment ago (here or on another replica): its file is being ingested
+            elif video_id is None:
+                self._fail_item(item_id, "not-found", "the video was deleted (or its ingestion stopped) before it "
+                                "was tagged; retry the batch")  # fmt: skip
             elif status == "ready":
                 self._finish_item(item_id, batch, video_id, reused)
             elif status in ("failed", "cancelled"):
@@ -337,6 +347,7 @@ class Batches:
         return self._close_if_finished(batch_id)
 
     def _claim(self, item_id: int) -> bool:
+        """Take a pending item (it becomes "analyzing" with no video until its file is ingested)."""
         with self.sessions.begin() as s:
             claimed = s.execute(update(BatchItem).where(BatchItem.id == item_id, BatchItem.status == "pending")
                                 .values(status="analyzing"))  # fmt: skip

@@ -14,6 +14,7 @@ to do about it, and a stable ``type`` slug that the API turns into an RFC 9457 p
     │   ├── TooLarge               an upload over the size limit
     │   └── BadRequest             a request that cannot be read (bad header, offset, field, path)
     ├── NotFound                   no such video, job, upload or key for this tenant
+    │   └── BlobMissing            the database names a stored file the blob store does not have
     ├── Unauthorized               no API key, or one that is not valid
     ├── Conflict                   the request clashes with the resource's state (a tus offset that moved on)
     ├── Busy                       too much concurrent work right now (probing uploads); try again shortly
@@ -84,6 +85,12 @@ class BadRequest(InputError):
 
 class NotFound(VideopipeError):
     type = "not-found"
+
+
+class BlobMissing(NotFound):
+    """A file the database points at is not in the blob store (lost, or deleted behind our back)."""
+
+    type = "stored-file-missing"
 
 
 class Unauthorized(VideopipeError):

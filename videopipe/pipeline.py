@@ -53,7 +53,7 @@ from videopipe.db.models import (
     Video,
     utcnow,
 )
-from videopipe.errors import EmptyFile, InputError, NotFound, VideoNotFound, VideopipeError, VLMUnavailable
+from videopipe.errors import BlobMissing, EmptyFile, InputError, NotFound, VideoNotFound, VideopipeError, VLMUnavailable
 from videopipe.storage import BlobStore, sha256_file
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ class Pipeline:
         except JobCancelled:
             self._finish_cancelled(run_id, job_id)
             return "cancelled"
-        except InputError as exc:
+        except (InputError, BlobMissing) as exc:  # the same input fails the same way again: no retries
             self._fail(run_id, job_id, exc.type, exc.message)
             return "failed"
         except VLMUnavailable as exc:

@@ -17,7 +17,7 @@ from typing import IO, Any, Protocol
 from urllib.parse import urlparse
 
 from videopipe.config import Settings
-from videopipe.errors import BadRequest, ConfigError, NotFound
+from videopipe.errors import BadRequest, BlobMissing, ConfigError, NotFound
 
 CHUNK = 1024 * 1024
 
@@ -39,7 +39,8 @@ class BlobStore(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def delete_prefix(self, prefix: str) -> int:
-        """Delete every key under `prefix`; returns how many."""
+        """Delete the key `prefix` and every key under the folder `prefix/` (whole path segments: deleting
+        ``originals/abc`` never touches ``originals/abc.mp4``); returns how many."""
 
 
 def sha256_file(path: Path) -> str:
@@ -79,11 +80,17 @@ class LocalBlobStore:
             raise
 
     def open(self, key: str) -> IO[bytes]:
-        return self._path(key).open("rb")
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError:
+            raise _missing(key) from None
 
     @contextmanager
     def local_path(self, key: str) -> Iterator[Path]:
-        yield self._path(key)
+        path = self._path(key)
+        if not path.is_file():
+            raise _missing(key)
+        yield path
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -122,7 +129,8 @@ class S3BlobStore:
         self._s3.upload_file(str(path), self.bucket, self._key(key))  # multipart for large files
 
     def open(self, key: str) -> IO[bytes]:
-        body: IO[bytes] = self._s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
+        with _s3_missing(key):
+            body: IO[bytes] = self._s3.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
         return body
 
     @contextmanager
@@ -130,7 +138,8 @@ class S3BlobStore:
         suffix = Path(key).suffix
         with tempfile.TemporaryDirectory(prefix="vp-blob-") as tmp:
             target = Path(tmp) / f"blob{suffix}"
-            self._s3.download_file(self.bucket, self._key(key), str(target))
+            with _s3_missing(key):
+                self._s3.download_file(self.bucket, self._key(key), str(target))
             yield target
 
     def exists(self, key: str) -> bool:
@@ -147,7 +156,9 @@ class S3BlobStore:
         count = 0
         paginator = self._s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
-            keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+            # S3 prefixes are strings: another tenant's "originals/<hash>.mp4" starts with "originals/<hash>".
+            contents = page.get("Contents", [])
+            keys = [{"Key": o["Key"]} for o in contents if o["Key"] == full or o["Key"].startswith(full + "/")]
             if keys:
                 self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
                 count += len(keys)
@@ -211,6 +222,25 @@ def _s3_errors(url: str, doing: str, missing: tuple[str, ...], missing_detail: s
         raise BadRequest(f"{url}: S3 refused the {doing} ({code}); check the server's credentials") from None
     except BotoCoreError as exc:
         raise BadRequest(f"{url}: S3 could not be reached ({exc})") from None
+
+
+def _missing(key: str) -> BlobMissing:
+    return BlobMissing(
+        f"the stored file {key} is missing from the blob store; upload the video again (an operator may restore it)"
+    )
+
+
+@contextmanager
+def _s3_missing(key: str) -> Iterator[None]:
+    """A key S3 does not have → `BlobMissing`; any other failure is the operator's to see (it propagates)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code", "") in ("NoSuchKey", "404", "NotFound"):
+            raise _missing(key) from None
+        raise
 
 
 def open_store(settings: Settings) -> BlobStore:

@@ -89,3 +89,30 @@ def test_a_worker_defers_a_stage_of_a_tenant_at_its_cap(fair: Any, tmp_path: Pat
     with sessions.begin() as s:  # the other worker finished
         s.get(StageRun, run.id).lease_until = utcnow() - timedelta(seconds=1)
     assert pipeline.run_stage(second_run.id, worker="w1") == "done"
+
+
+def test_an_item_another_replica_is_still_ingesting_is_not_failed_as_deleted(tmp_path: Path) -> None:
+    """Two API replicas move batches on. One claims an item and spends a while ingesting its file (the probe runs
+    in a child process); the other must see it as in flight, not fail it as "deleted before it was tagged"."""
+    from sqlalchemy import update
+
+    from videopipe.batches import Batches
+    from videopipe.db.models import BatchItem
+    from videopipe.pipeline import open_pipeline
+
+    settings = Settings(data_dir=tmp_path)
+    pipeline = open_pipeline(settings, migrate=True)
+    batches = Batches(pipeline)
+    batch_id = batches.create("t", [str(tmp_path / "clip.mp4")])
+    with pipeline.sessions() as s:
+        item_id = s.scalars(select(BatchItem.id).where(BatchItem.batch_id == batch_id)).one()
+    assert batches._claim(item_id)  # replica A took it and is ingesting it now
+    batches.advance(batch_id, max_in_flight=4)  # replica B's round
+    with pipeline.sessions() as s:
+        assert s.get(BatchItem, item_id).status == "analyzing"
+    with pipeline.sessions.begin() as s:  # an hour later, still no video: A died, or the video was deleted
+        s.execute(update(BatchItem).where(BatchItem.id == item_id).values(updated_at=utcnow() - timedelta(hours=2)))
+    batches.advance(batch_id, max_in_flight=4)
+    with pipeline.sessions() as s:
+        item = s.get(BatchItem, item_id)
+        assert item.status == "failed" and "before it was tagged" in (item.error or "")

@@ -501,6 +501,16 @@ def test_thousands_of_form_fields_are_refused_without_keeping_them(world: World,
     assert "more than 16 parts" in _problem(r, 400, "bad-request")["detail"]
 
 
+def test_a_missing_original_is_a_404_not_a_500_or_a_cut_short_200(world: World, busy: Server, tmp_path: Path) -> None:
+    clip = write_sample_video(tmp_path / "lost.mp4", shots_s=(1.0,), width=320, height=240, seed=78).path
+    with client(busy, world.key) as http:
+        video_id = _upload(http, clip, "lost.mp4")
+        content_hash = http.get(f"/v1/videos/{video_id}").json()["content_hash"]
+        (world.data / "blobs" / "originals" / f"{content_hash}.mp4").unlink()
+        assert "missing" in _problem(http.get(f"/v1/videos/{video_id}/media"), 404, "stored-file-missing")["detail"]
+        _problem(http.post(f"/v1/videos/{video_id}/reanalyze"), 404, "stored-file-missing")
+
+
 # -- files of dead uploads -------------------------------------------------------------------------------------------
 def test_abandoned_upload_files_are_swept_at_start_up(tmp_path: Path) -> None:
     from api.app import create_app
@@ -583,6 +593,12 @@ def test_metrics_answer_loopback_clients_only_or_the_token(world: World, quiet: 
     assert httpx.get(f"{quiet.base}/metrics").status_code == 200
     r = httpx.get(f"{quiet.base}/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
     assert "loopback" in _problem(r, 403, "forbidden")["detail"]
+    # /readyz tells anyone whether it is ready; what its checks found (hosts, URLs, errors) only to the same few.
+    inside = httpx.get(f"{quiet.base}/readyz").json()["checks"]
+    outside = httpx.get(f"{quiet.base}/readyz", headers={"X-Forwarded-For": "203.0.113.9"}).json()["checks"]
+    assert inside["database"]["detail"] == "reachable" and "none configured" in inside["broker"]["detail"]
+    assert {c["detail"] for c in outside.values()} <= {"ok", "failing"}
+    assert {k: c["ok"] for k, c in outside.items()} == {k: c["ok"] for k, c in inside.items()}
 
     settings = Settings(data_dir=tmp_path, vlm="none", api=ApiSettings(metrics_token="s3cret-token"))
     pipeline = open_pipeline(settings, migrate=True)
@@ -602,6 +618,42 @@ def test_metrics_answer_loopback_clients_only_or_the_token(world: World, quiet: 
     assert metrics_allowed(token, "10.0.0.7", "Bearer s3cret-token")
     assert metrics_allowed(token, None, "bearer s3cret-token")
     assert not metrics_allowed(token, "127.0.0.1", None) and not metrics_allowed(token, "127.0.0.1", "Bearer s3cret")
+
+
+def test_a_request_cannot_pick_a_model_backend_the_operator_did_not_configure(world: World, quiet: Server) -> None:
+    """The servers run with VIDEOPIPE_VLM=none: a tenant's "transformers" would make them load a local 8B model."""
+    options = base64.b64encode(json.dumps({"vlm": "transformers"}).encode()).decode()
+    with client(quiet, world.key) as http:
+        r = http.post("/v1/uploads", headers={**TUS, "Upload-Length": "10", "Upload-Metadata": f"options {options}"})
+        assert "VIDEOPIPE_VLM=none" in _problem(r, 400, "bad-request")["detail"]
+        r = http.post("/v1/batches", json={"path": str(world.ingest), "vlm": "openai"})
+        assert "VIDEOPIPE_VLM=none" in _problem(r, 400, "bad-request")["detail"]
+        r = http.post("/v1/videos", json={"path": str(world.ingest / "x.mp4"), "options": {"vlm": "transformers"}})
+        assert "VIDEOPIPE_VLM=none" in _problem(r, 400, "bad-request")["detail"]
+        ok = http.post("/v1/uploads", headers={**TUS, "Upload-Length": "10",
+                       "Upload-Metadata": "options " + base64.b64encode(b'{"vlm": "none"}').decode()})  # fmt: skip
+        assert ok.status_code == 201, ok.text
+    from api.schemas import server_vlm
+    from videopipe.errors import BadRequest
+
+    openai = Settings(vlm="openai", vlm_url="http://127.0.0.1:9/v1")
+    assert [server_vlm(openai, v) for v in (None, "auto", "openai", "none")] == [None, None, None, "none"]
+    with pytest.raises(BadRequest):
+        server_vlm(openai, "transformers")
+
+
+def test_a_long_multipart_boundary_and_a_forged_request_id_are_handled(world: World, quiet: Server) -> None:
+    with client(quiet, world.key) as http:
+        r = http.post(
+            "/v1/videos", content=b"--x--", headers={"Content-Type": "multipart/form-data; boundary=" + "B" * 300}
+        )
+        assert "boundary" in _problem(r, 400, "bad-request")["detail"]  # was a 500 (the parser's own limit, 256)
+        forged = "x] videopipe.library: deleted video 1 of tenant alice #"
+        r = http.get("/v1/videos", headers={"X-Request-ID": forged})
+        assert r.status_code == 200 and r.headers["x-request-id"] != forged and len(r.headers["x-request-id"]) == 32
+        assert (
+            http.get("/v1/videos", headers={"X-Request-ID": "trace-42.a:b"}).headers["x-request-id"] == "trace-42.a:b"
+        )
 
 
 def test_every_answer_says_nosniff_and_no_test_hook_is_left_in_the_api(world: World, quiet: Server) -> None:
