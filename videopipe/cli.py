@@ -23,14 +23,14 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from videopipe.config import Settings
-from videopipe.errors import VideopipeError, VLMError
+from videopipe.errors import MissingExtra, VideopipeError, VLMError
 
 
 class VLMErrorForCli(VLMError):
     """The model failed after the analysis was written: exit 2, results kept."""
 
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, emoji=False)  # messages quote file names and FFmpeg options
 F = TypeVar("F", bound=Callable[..., Any])
 
 _STAGE_LABELS = {
@@ -130,7 +130,7 @@ def main(debug: bool) -> None:
 
 
 def _warn(message: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True, emoji=False)
 
 
 _VLM_CHOICE = click.Choice(["auto", "none", "transformers", "openai"])
@@ -199,8 +199,11 @@ def analyze(
     with RichProgress(enabled=not quiet) as bar:
         doc = run_analyze(video, out, settings, options, progress=bar, warn=_warn)
     if library:
-        with err_console.status("adding to the local library (search, ask)", spinner="dots"):
-            _add_to_library(_library(settings), video, doc, out, profile)
+        try:
+            with err_console.status("adding to the local library (search, ask)", spinner="dots"):
+                _add_to_library(_library(settings), video, doc, out, profile)
+        except MissingExtra as exc:  # the analysis is written; only search and ask need the extra
+            _warn(f"not added to the local library (search, ask): {exc.message}")
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     elif not quiet:
@@ -244,7 +247,7 @@ def _resolve_video(pipeline: Any, settings: Settings, video: str, tenant: str, a
     from videopipe.analysis import AnalyzeOptions, default_out_dir
     from videopipe.analysis import analyze as run_analyze
 
-    err_console.print(f"{path.name} is not in the library yet: analysing it first", highlight=False)
+    err_console.print(f"{escape(path.name)} is not in the library yet: analysing it first", highlight=False)
     out = default_out_dir(path)
     with RichProgress(enabled=True) as bar:
         doc = run_analyze(path, out, settings, AnalyzeOptions.for_profile("general"), progress=bar, warn=_warn)
@@ -311,7 +314,7 @@ def ask(
     for c in answer["citations"]:
         click.echo(f"  [{c['start']} - {c['end']}]")
     if answer["note"]:
-        err_console.print(f"note: {answer['note']}", highlight=False, soft_wrap=True)
+        err_console.print(f"note: {escape(answer['note'])}", highlight=False, soft_wrap=True)
 
 
 @main.command("eval")
@@ -471,10 +474,12 @@ def tag(
         def on_item(outcome: Any) -> None:
             name = Path(outcome.source).name
             if outcome.status == "failed":
-                err_console.print(f"[red]failed[/] {name}: {outcome.error}", highlight=False, soft_wrap=True)
+                err_console.print(f"[red]failed[/] {escape(name)}: {escape(outcome.error or '')}", highlight=False,
+                                  soft_wrap=True)  # fmt: skip
             elif not quiet:
                 top = ", ".join(f"{t['tag']} {t['score']:.2f}" for t in outcome.tags[:3])
-                err_console.print(f"{name}: {top or 'no tags'}{' (analysis reused)' if outcome.reused else ''}",
+                line = f"{name}: {top or 'no tags'}{' (analysis reused)' if outcome.reused else ''}"
+                err_console.print(escape(line),
                                   highlight=False)  # fmt: skip
             bar.file_done()
 
@@ -592,7 +597,7 @@ def _print_summary(doc: dict[str, Any], out: Path) -> None:
     v = doc["video"]
     console = Console()
     console.print(
-        f"[bold]{Path(v['path']).name}[/]: {v['duration_s']:.1f} s, {v['width']}x{v['height']}, "
+        f"[bold]{escape(Path(v['path']).name)}[/]: {v['duration_s']:.1f} s, {v['width']}x{v['height']}, "
         f"{v['fps']:.2f} fps{' (VFR)' if v['vfr'] else ''}, {v['codec']}, audio: {'yes' if v['has_audio'] else 'no'}"
     )
     table = Table("scene", "start", "end", "keyframes")
@@ -672,9 +677,10 @@ def demo(out_dir: Path, as_json: bool) -> None:
     _print_summary(doc, out_dir)
     console = Console()
     for c in doc["chapters"]:
-        console.print(f"chapter {c['start'][:8]}-{c['end'][:8]} [bold]{c['title']}[/] ({c['source']})", highlight=False)
+        title = escape(c["title"])  # model output: never markup
+        console.print(f"chapter {c['start'][:8]}-{c['end'][:8]} [bold]{title}[/] ({c['source']})", highlight=False)
     for seg in doc["transcript"][:6]:
-        console.print(f"  said at {seg['start_s']:6.2f} s: {seg['text']}", highlight=False)
+        console.print(f"  said at {seg['start_s']:6.2f} s: {escape(seg['text'])}", highlight=False)
     cuts = lecture.slide_starts_s[1:]
     tp, fp, fn = match_cuts([s["start_s"] for s in doc["scenes"][1:]], cuts, tolerance_s=0.5 / 25)
     console.print(

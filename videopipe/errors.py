@@ -19,6 +19,7 @@ to do about it, and a stable ``type`` slug that the API turns into an RFC 9457 p
     ├── Conflict                   the request clashes with the resource's state (a tus offset that moved on)
     ├── Busy                       too much concurrent work right now (probing uploads); try again shortly
     ├── ConfigError                a setting or option is wrong or names something missing
+    │   └── MissingExtra           an optional part is not installed (names the pip extra)
     └── VLMError                   the understanding model could not do its part
         ├── VLMUnavailable         no server answers, or the model/backend cannot load (transient or setup)
         └── VLMRequestRejected     the server refused this request (context too long, too many images...)
@@ -113,6 +114,14 @@ class Busy(VideopipeError):
 
 class ConfigError(VideopipeError):
     type = "configuration"
+
+
+class MissingExtra(ConfigError):
+    """An optional part is not installed; `extra` names the pip extra that brings it."""
+
+    def __init__(self, what: str, extra: str) -> None:
+        super().__init__(f"{what} is not installed: pip install 'videopipe[{extra}]'")
+        self.extra = extra
 
 
 class VLMError(VideopipeError):
