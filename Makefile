@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow test-all lint bench clean
 
 $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	./scripts/install-system-deps.sh
@@ -22,7 +22,11 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 test-slow: $(STAMP)
+	./scripts/start-services.sh
 	$(PY) -m pytest -m slow
+
+# Everything: the default suite, then the slow one (what CI runs).
+test-all: test test-slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -29,6 +29,9 @@ from videopipe.db.scratch import scratch_database
 from videopipe.pipeline import Pipeline, open_pipeline
 from videopipe.samples import write_sample_video
 
+# Real worker processes, Redis restarts, SIGKILLs: about two minutes. `make test-slow` (and CI) runs them.
+pytestmark = pytest.mark.slow
+
 REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
                "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"]  # fmt: skip
 
