@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,22 +11,21 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import OperationalError
 
+from tests.conftest import POSTGRES_ADMIN_URL
 from videopipe.db import make_engine, make_session_factory
 from videopipe.db.migrate import downgrade, upgrade
 from videopipe.db.models import Base, Chapter, Job, Scene, Video
 from videopipe.db.scratch import scratch_database
-
-PG_ADMIN = os.environ.get("VIDEOPIPE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
     try:
-        with scratch_database(PG_ADMIN, "vp_test") as url:
+        with scratch_database(POSTGRES_ADMIN_URL, "vp_test") as url:
             yield url
     except OperationalError as exc:
-        pytest.fail(f"PostgreSQL at {PG_ADMIN} is not reachable ({exc}); scripts/start-services.sh starts it")
+        pytest.fail(f"PostgreSQL at {POSTGRES_ADMIN_URL} is not reachable ({exc}); scripts/start-services.sh starts it")
 
 
 @pytest.fixture

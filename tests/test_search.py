@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
-from tests.test_vlm_openai import FakeVLLM, completion
+from tests.support.fake_vllm import FakeVLLM, completion
 from videopipe.analysis import AnalyzeOptions, analyze
 from videopipe.ask import Asker, _parse
 from videopipe.config import SearchSettings, Settings, UnderstandingSettings
@@ -132,7 +132,7 @@ def test_an_index_rebuilt_from_the_database_gives_the_same_results(
     for path in index.root.iterdir():  # lose every index file
         path.unlink()
     manifest = index.rebuild()
-    assert manifest is not None and manifest.count == old.count if old else True
+    assert old is not None and manifest is not None and manifest.count == old.count
     assert _ranking(pipeline, QUERIES) == before
 
 

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import run_cli
-from tests.test_vlm_openai import FakeVLLM, completion
+from tests.support.fake_vllm import FakeVLLM, completion
 from videopipe.batches import Batches, expand_paths
 from videopipe.config import Settings
 from videopipe.db.models import Job, Video

@@ -21,8 +21,7 @@ import psutil
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import run_cli
-from tests.test_db import PG_ADMIN
+from tests.conftest import POSTGRES_ADMIN_URL, run_cli
 from videopipe.config import Settings
 from videopipe.db.migrate import upgrade
 from videopipe.db.models import Scene, StageRun
@@ -45,7 +44,7 @@ def redis_ping() -> bool:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     if not redis_ping():
         pytest.fail("Redis is not running on 127.0.0.1:6379; scripts/start-services.sh starts it")
-    with scratch_database(PG_ADMIN, "vp_workers") as url:
+    with scratch_database(POSTGRES_ADMIN_URL, "vp_workers") as url:
         yield from _environment(url, tmp_path_factory)
 
 
