@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from videopipe.analysis import AnalysisOptions as AnalysisOptions  # re-exported: the request body type
 from videopipe.config import Settings
 from videopipe.errors import BadRequest
 
@@ -29,18 +30,6 @@ def operator_options(settings: Settings, options: dict[str, Any]) -> dict[str, A
     if (vlm := server_vlm(settings, options.get("vlm"))) is not None:
         out["vlm"] = vlm
     return out
-
-
-class AnalysisOptions(BaseModel):
-    """How to analyse a video. Unknown keys are refused."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    profile: Literal["general", "lecture", "surveillance"] = "general"
-    vlm: Literal["auto", "none", "transformers", "openai"] | None = None
-    asr: bool = True
-    ocr: bool = True
-    motion: bool = True
 
 
 class IngestRequest(BaseModel):

@@ -18,9 +18,10 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import cv2
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from videopipe import __version__
 from videopipe.config import Settings
@@ -80,31 +81,27 @@ class AnalyzeOptions:
         )
 
 
-_OPTION_CHOICES: dict[str, tuple[object, ...]] = {
-    "profile": tuple(PROFILES),
-    "vlm": ("auto", "none", "transformers", "openai", None),
-    "asr": (True, False),
-    "ocr": (True, False),
-    "motion": (True, False),
-    "force": (True, False),
-}
+class AnalysisOptions(BaseModel):
+    """How to analyse a video, as a job stores it and the API accepts it. Unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    profile: Literal["general", "lecture", "surveillance"] = "general"
+    vlm: Literal["auto", "none", "transformers", "openai"] | None = None
+    asr: bool = True
+    ocr: bool = True
+    motion: bool = True
 
 
 def check_job_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Job options as stored with a job (the API's AnalysisOptions), checked again here: they reach the stages
-    from every door (API, batches, CLI), and a wrong one must fail at submission, not inside a worker."""
-    for key, value in options.items():
-        choices = _OPTION_CHOICES.get(key)
-        if choices is None:
-            raise BadRequest(f"options: unknown option {key!r}; known: {', '.join(sorted(_OPTION_CHOICES))}")
-        ok = (
-            isinstance(value, bool)
-            if True in choices
-            else (value is None or isinstance(value, str)) and value in choices
-        )
-        if not ok:
-            allowed = ", ".join("null" if c is None else str(c).lower() for c in choices)
-            raise BadRequest(f"options: {key} must be one of {allowed}")
+    """Job options checked against `AnalysisOptions` (strictly: `true`, not `1`), whichever door they came
+    through (API, batches, CLI): a wrong one must fail at submission, not inside a worker. Returned unchanged."""
+    try:
+        AnalysisOptions.model_validate(options, strict=True)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise BadRequest(f"options: {where + ': ' if where else ''}{first.get('msg')}") from None
     return options
 
 

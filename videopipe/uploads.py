@@ -20,11 +20,11 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import ColumnElement, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from videopipe.db.models import Upload, new_id, utcnow
@@ -84,6 +84,16 @@ class Completed:
     length: int
 
 
+def _unclaimed(now: datetime) -> ColumnElement[bool]:
+    """In SQL: no request holds the upload (no claim, or one whose lease ran out)."""
+    return or_(Upload.claim.is_(None), Upload.claim_until < now)
+
+
+def _held(row: Upload, now: datetime) -> bool:
+    """In Python: some request holds the upload now."""
+    return row.claim is not None and row.claim_until is not None and aware(row.claim_until) >= now
+
+
 def _lost(upload_id: str) -> Conflict:
     return Conflict(f"upload {upload_id} was taken over by another request; HEAD it for the offset and go on")
 
@@ -139,13 +149,12 @@ class Uploads:
             taken = s.execute(
                 update(Upload)
                 .where(Upload.id == upload_id, Upload.tenant == tenant, Upload.offset == offset,
-                       Upload.video_id.is_(None), or_(Upload.claim.is_(None), Upload.claim_until < now))
+                       Upload.video_id.is_(None), _unclaimed(now))
                 .values(claim=token, claim_until=now + timedelta(seconds=CLAIM_LEASE_S))
             ).rowcount  # type: ignore[attr-defined]  # fmt: skip
             row = self._row(s, tenant, upload_id)
             length, current, video_id = row.length, row.offset, row.video_id
-            held = row.claim is not None and row.claim != token and row.claim_until is not None and \
-                aware(row.claim_until) >= now  # fmt: skip
+            held = row.claim != token and _held(row, now)
         if taken:
             return Claim(upload_id, tenant, token, offset, length)
         if video_id is not None:
@@ -235,8 +244,7 @@ class Uploads:
         """tus termination: the upload and its bytes go, unless a PATCH is under way (`Conflict`)."""
         now = utcnow()
         with self.sessions.begin() as s:
-            gone = s.execute(delete(Upload).where(Upload.id == upload_id, Upload.tenant == tenant,
-                                                  or_(Upload.claim.is_(None), Upload.claim_until < now))
+            gone = s.execute(delete(Upload).where(Upload.id == upload_id, Upload.tenant == tenant, _unclaimed(now))
                              ).rowcount  # type: ignore[attr-defined]  # fmt: skip
             if not gone:
                 self._row(s, tenant, upload_id)
@@ -257,8 +265,8 @@ class Uploads:
         now = utcnow()
         cutoff = now - timedelta(seconds=self.settings.api.upload_expiry_s)
         with self.sessions.begin() as s:
-            idle = or_(Upload.claim.is_(None), Upload.claim_until < now)
-            old = s.scalars(select(Upload).where(Upload.updated_at < cutoff, Upload.video_id.is_(None), idle)).all()
+            stale = (Upload.updated_at < cutoff, Upload.video_id.is_(None), _unclaimed(now))
+            old = s.scalars(select(Upload).where(*stale)).all()
             ids = [r.id for r in old]
             for r in old:
                 s.delete(r)
@@ -286,8 +294,7 @@ class Uploads:
             return 0
         with self.sessions() as s:
             rows = {r.id: r for r in s.scalars(select(Upload).where(Upload.id.in_(list(candidates))))}
-            busy = {i for i, r in rows.items() if r.claim is not None and r.claim_until is not None
-                    and aware(r.claim_until) >= now}  # fmt: skip
+            busy = {i for i, r in rows.items() if _held(r, now)}
         removed = 0
         for upload_id, paths in candidates.items():
             for path in paths:

@@ -7,7 +7,7 @@ import importlib
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -119,22 +119,47 @@ def test_an_image_sequence_or_raw_stream_is_not_opened(tmp_path: Path) -> None:
         probe((tmp_path / "img001.png").rename(tmp_path / "photo.mp4"))
 
 
-def _mkv_with_jump(path: Path, jump_s: float, frames: int = 50) -> Path:
-    """2 s at 25 fps whose timestamps jump by `jump_s` half way; Matroska without a Duration element."""
+def _write_mkv(
+    path: Path,
+    frames: int,
+    *,
+    size: tuple[int, int] = (320, 240),
+    rate: int = 25,
+    shade: Callable[[int], int] = lambda i: (i * 5) % 255,
+    frame_pts: Callable[[int], int] | None = None,
+    packet_pts: int | None = None,
+    options: dict[str, str] | None = None,
+) -> Path:
+    """H.264 frames of flat `shade`s in Matroska (no Duration element), their timestamps as the test needs:
+    `frame_pts` in milliseconds for each frame, or `packet_pts` stamped on every packet after encoding."""
     out = av.open(str(path), "w", format="matroska")
-    stream = out.add_stream("libx264", rate=25)
-    stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
-    stream.time_base = Fraction(1, 1000)
-    for i in range(frames):
-        frame = av.VideoFrame.from_ndarray(np.full((240, 320, 3), (i * 5) % 255, np.uint8), format="rgb24")
-        frame.pts = i * 40 + (round(jump_s * 1000) if i >= frames // 2 else 0)
-        frame.time_base = Fraction(1, 1000)
-        for packet in stream.encode(frame):
+    stream = out.add_stream("libx264", rate=rate)
+    stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+    if frame_pts is not None:
+        stream.time_base = Fraction(1, 1000)
+    if options:
+        stream.options = options
+
+    def mux(packets: list[av.Packet]) -> None:
+        for packet in packets:
+            if packet_pts is not None:
+                packet.pts = packet.dts = packet_pts
             out.mux(packet)
-    for packet in stream.encode():
-        out.mux(packet)
+
+    for i in range(frames):
+        frame = av.VideoFrame.from_ndarray(np.full((size[1], size[0], 3), shade(i), np.uint8), format="rgb24")
+        if frame_pts is not None:
+            frame.pts, frame.time_base = frame_pts(i), Fraction(1, 1000)
+        mux(stream.encode(frame))
+    mux(stream.encode())
     out.close()
     return path
+
+
+def _mkv_with_jump(path: Path, jump_s: float, frames: int = 50) -> Path:
+    """2 s at 25 fps whose timestamps jump by `jump_s` half way."""
+    jump_ms = round(jump_s * 1000)
+    return _write_mkv(path, frames, frame_pts=lambda i: i * 40 + (jump_ms if i >= frames // 2 else 0))
 
 
 def test_a_timestamp_jump_is_refused_at_once(tmp_path: Path) -> None:
@@ -171,20 +196,8 @@ def test_the_decode_budget_and_pixel_rate(tmp_path: Path) -> None:
 
 def test_frames_many_times_faster_than_declared_count_against_the_pixel_rate(tmp_path: Path) -> None:
     """1,000 720p frames crammed into 1 s of timestamps: the rate from the packets decides, not the header's."""
-    path = tmp_path / "dense.mkv"
-    out = av.open(str(path), "w", format="matroska")
-    stream = out.add_stream("libx264", rate=1)
-    stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
-    stream.time_base = Fraction(1, 1000)
-    stream.options = {"preset": "ultrafast"}
-    black = av.VideoFrame.from_ndarray(np.zeros((720, 1280, 3), np.uint8), format="rgb24")
-    for i in range(1000):
-        black.pts, black.time_base = i, Fraction(1, 1000)
-        for packet in stream.encode(black):
-            out.mux(packet)
-    for packet in stream.encode():
-        out.mux(packet)
-    out.close()
+    path = _write_mkv(tmp_path / "dense.mkv", 1000, size=(1280, 720), rate=1, shade=lambda i: 0,
+                      frame_pts=lambda i: i, options={"preset": "ultrafast"})  # fmt: skip
     with pytest.raises(errors.UnsupportedVideo, match="Mpixel/s"):
         probe(path)
 
@@ -248,20 +261,8 @@ def test_open_media_is_the_only_door() -> None:
 
 def _mkv_frozen_clock(path: Path, frames: int) -> Path:
     """Every frame stamped 0: a decoder produces them all, a timeline keeps one."""
-    out = av.open(str(path), "w", format="matroska")
-    stream = out.add_stream("libx264", rate=25)
-    stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-    stream.options = {"preset": "ultrafast", "bframes": "0"}
-    for i in range(frames):
-        frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), i % 255, np.uint8), format="rgb24")
-        for packet in stream.encode(frame):
-            packet.pts = packet.dts = 0
-            out.mux(packet)
-    for packet in stream.encode():
-        packet.pts = packet.dts = 0
-        out.mux(packet)
-    out.close()
-    return path
+    return _write_mkv(path, frames, size=(64, 64), shade=lambda i: i % 255, packet_pts=0,
+                      options={"preset": "ultrafast", "bframes": "0"})  # fmt: skip
 
 
 def test_frames_whose_timestamps_stand_still_are_counted_and_refused(
