@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -102,6 +103,10 @@ def _handle_errors(func: F) -> F:
             where = "__".join(str(part) for part in first["loc"]).upper()
             _say_error("error", f"invalid setting VIDEOPIPE_{where}: {first['msg']}; fix the environment variable")
             sys.exit(2)
+        except BrokenPipeError:  # `videopipe search ... | head`: the reader has all it wanted
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit must not fail again
+            sys.exit(1)
         except KeyboardInterrupt:
             err_console.print("interrupted; earlier results were left as they were")
             sys.exit(130)

@@ -128,8 +128,8 @@ def _refusal(p: Path, label: str, exc: av.error.FFmpegError, limits: LimitSettin
         if kind == "reference":
             return UnsupportedContainer(
                 f"{label}: this is {text}, which names other files or URLs to read; videopipe never follows "
-                "those in an upload. Upload the video file itself (to join segments: ffmpeg -i IN.m3u8 -c copy "
-                "OUT.mp4 on your own machine)"
+                "them, from an upload or a local file. Give it the video file itself (to join segments: "
+                "ffmpeg -i IN.m3u8 -c copy OUT.mp4 on your own machine)"
             )
         return NotAVideo(f"{label}: this is {text}, not a video; upload the video file itself")
     if code == errno.ENOMEM:
