@@ -8,7 +8,6 @@ COPY pyproject.toml README.md alembic.ini ./
 COPY videopipe ./videopipe
 COPY workers ./workers
 COPY api ./api
-COPY migrations ./migrations
 ARG TORCH_SPEC="torch==2.13.0"
 RUN pip install --no-cache-dir "${TORCH_SPEC}" \
     && pip install --no-cache-dir -e ".[scenedetect,perception,postgres,s3,workers,vlm,api,search]"

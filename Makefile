@@ -17,13 +17,17 @@ $(STAMP): pyproject.toml scripts/install-system-deps.sh
 demo: $(STAMP)
 	$(VENV)/bin/videopipe demo
 
+# Tests run in a new random order each time (pytest-randomly): the run's header prints the seed, and
+# `make test PYTEST_ARGS=--randomly-seed=N` replays that order; PYTEST_ARGS="-p no:randomly" turns shuffling off.
+PYTEST_ARGS ?=
+
 test: $(STAMP)
 	./scripts/start-services.sh
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	./scripts/start-services.sh
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 # Everything: the default suite, then the slow one (what CI runs).
 test-all: test test-slow

@@ -1,94 +1,26 @@
-"""The FastAPI application: `create_app(settings)` wires the videopipe services; routes live in `api.routes_*`."""
+"""The FastAPI application: `create_app(services)` serves what `videopipe.services` built; routes live in
+`api.routes_*` and take the `AppState` through `api.state`."""
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.security import HTTPBearer
 
-from api import problems
+from api import problems, routes_batches, routes_ops, routes_search, routes_uploads, routes_videos
 from api.context import RequestContext
+from api.gate import Gate
 from api.metrics import Metrics
+from api.state import DEFAULT_TENANT, AppState, is_loopback
 from videopipe.auth import KeyStore
 from videopipe.config import Settings
-from videopipe.errors import Unauthorized
-from videopipe.library import Library
-from videopipe.pipeline import Pipeline
-from videopipe.uploads import Uploads
+from videopipe.services import Services
 
 log = logging.getLogger("api")
-
-DEFAULT_TENANT = "default"
-TENANT_STATE = "videopipe_tenant"  # the key in scope["state"] (request.state) that carries the caller's tenant
-
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclass
-class AppState:
-    settings: Settings
-    pipeline: Pipeline
-    library: Library
-    uploads: Uploads
-    keys: KeyStore
-    metrics: Metrics
-    auth_mode: str  # "open" or "keys"
-    runner: Any = None  # EmbeddedRunner when no broker is configured
-    extras: dict[str, Any] = field(default_factory=dict)  # search index, batch service...
-    batch_wakeup: threading.Event = field(default_factory=threading.Event)  # set: move batches on now
-    _keys_seen: tuple[float, bool] = (0.0, False)
-
-    def open_now(self) -> bool:
-        """Open mode ("auto") lasts until the first API key is created, and then ends for good: revoking every
-        key does not reopen the server (the operator does, with VIDEOPIPE_API__AUTH=open)."""
-        if self.auth_mode != "open":
-            return False
-        if self.settings.api.auth == "open":
-            return True
-        checked, any_keys = self._keys_seen
-        if time.monotonic() - checked > 2.0:
-            any_keys = self.keys.any_ever()
-            self._keys_seen = (time.monotonic(), any_keys)
-        if any_keys:
-            self.auth_mode = "keys"
-            log.info("an API key was created: API keys are required from now on (open mode has ended for good)")
-        return not any_keys
-
-
-async def state_of(request: Request) -> AppState:
-    st: AppState = request.app.state.vp
-    return st
-
-
-_bearer = HTTPBearer(auto_error=False, description="An API key from `videopipe keys create --tenant NAME`")
-
-
-async def tenant_of(request: Request, _declared: Annotated[Any, Depends(_bearer)] = None) -> str:
-    """The caller's tenant, as `api.gate.Gate` found it from the request's headers before any body was read.
-    (`_declared` only puts the bearer scheme in the OpenAPI schema.)"""
-    tenant = request.scope.get("state", {}).get(TENANT_STATE)
-    if not isinstance(tenant, str):  # a route outside /v1 asked for a tenant: the gate did not authenticate it
-        raise Unauthorized("an API key is required: send `Authorization: Bearer <key>`")
-    return tenant
-
 
 def decide_auth(settings: Settings, keys: KeyStore, host: str) -> str:
     """ "open" or "keys" for a server bound to `host`, with the reason logged at start-up."""
@@ -128,24 +60,15 @@ def decide_auth(settings: Settings, keys: KeyStore, host: str) -> str:
 
 
 def create_app(
-    settings: Settings,
-    pipeline: Pipeline,
-    runner: Any = None,
+    services: Services,
     host: str = "127.0.0.1",
     background: bool = True,
     on_startup: list[Callable[[AppState], None]] | None = None,
 ) -> FastAPI:
-    """The app over `pipeline`. `runner`: the in-process runner (embedded mode); `background`: run the
-    reconciler and upload expiry in a thread while the app is up."""
-    from api import routes_batches, routes_ops, routes_search, routes_uploads, routes_videos
-    from api.gate import Gate
-    from videopipe.batches import Batches
-
-    library = Library(pipeline)
-    keys = KeyStore(pipeline.sessions, cache_s=settings.api.key_cache_s)
-    metrics = Metrics(pipeline.sessions)
-    state = AppState(settings, pipeline, library, Uploads(library), keys, metrics, decide_auth(settings, keys, host),
-                     runner, extras={"batches": Batches(pipeline)})  # fmt: skip
+    """The app over `services` (closed with the app). `background`: run the reconciler (embedded mode), upload
+    expiry and batches in threads while the app is up."""
+    settings = services.settings
+    state = AppState(services, Metrics(services.sessions), decide_auth(settings, services.keys, host))
     stop = threading.Event()
 
     @asynccontextmanager
@@ -166,8 +89,7 @@ def create_app(
             state.batch_wakeup.set()
             for thread in threads:
                 thread.join(timeout=5)
-            if runner is not None:
-                runner.shutdown()
+            services.close()
 
     app = FastAPI(
         title="videopipe",
@@ -188,7 +110,7 @@ def create_app(
             allow_headers=["*"],
             expose_headers=["Location", "Upload-Offset", "Upload-Length", "Tus-Resumable", "X-Request-ID"],
         )
-    app.add_middleware(RequestContext, metrics=metrics)
+    app.add_middleware(RequestContext, metrics=state.metrics)
     app.include_router(routes_videos.router)
     app.include_router(routes_uploads.router)
     app.include_router(routes_search.router)
@@ -203,11 +125,9 @@ def app_from_env() -> FastAPI:
     """The app as `videopipe serve` builds it, from the environment (uvicorn's factory for --workers > 1)."""
     import os
 
-    from videopipe.cli import pipeline_with_dispatcher
+    from videopipe.services import open_services
 
-    settings = Settings()
-    pipeline, runner = pipeline_with_dispatcher(settings)
-    return create_app(settings, pipeline, runner, host=os.environ.get("VIDEOPIPE_SERVE_HOST", "127.0.0.1"))
+    return create_app(open_services(Settings()), host=os.environ.get("VIDEOPIPE_SERVE_HOST", "127.0.0.1"))
 
 
 def _housekeeping(state: AppState, stop: threading.Event) -> None:
@@ -215,8 +135,8 @@ def _housekeeping(state: AppState, stop: threading.Event) -> None:
     of dead upload requests."""
     while not stop.is_set():
         try:
-            if state.runner is not None:
-                state.pipeline.reconcile()
+            if state.services.runner is not None:
+                state.jobs.reconcile()
             state.uploads.expire()
             _sweep(state)
         except Exception:  # never let housekeeping kill the server; the next round tries again
@@ -236,7 +156,7 @@ def _sweep(state: AppState) -> None:
 
 def _batches(state: AppState, stop: threading.Event) -> None:
     """Move running batches on: tag what finished analysing, queue the next files (woken early by new batches)."""
-    batches = state.extras["batches"]
+    batches = state.batches
     while not stop.is_set():
         try:
             batches.advance_all(state.settings.batches.max_in_flight)

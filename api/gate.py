@@ -25,8 +25,8 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
-from api.app import DEFAULT_TENANT, TENANT_STATE, AppState, is_loopback
 from api.problems import problem, status_for
+from api.state import DEFAULT_TENANT, TENANT_STATE, AppState, is_loopback
 from videopipe.config import Settings
 from videopipe.errors import BadRequest, TooLarge, Unauthorized, VideopipeError
 

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.app import AppState, state_of, tenant_of
 from api.problems import problem_responses
 from api.schemas import AnalysisOptions, operator_options, server_vlm
+from api.state import AppState, state_of, tenant_of
 from videopipe.errors import BadRequest
 from videopipe.library import s3_allowed
 
@@ -72,7 +72,7 @@ class ItemOut(BaseModel):
     source: str = Field(description='A path, an s3:// URL or "video:<id>"')
     video_id: str | None
     status: str = Field(description="pending, analyzing, done, failed or cancelled")
-    progress: float = Field(description="0 to 1: the item's analysis while analyzing, 1 once finished")
+    progress: float = Field(description="Percent, 0-100: the item's analysis while analyzing, 100 once finished")
     reused: bool = Field(description="Analysed before with the same settings: its results were reused")
     error_type: str | None
     error: str | None
@@ -90,7 +90,7 @@ class Counts(BaseModel):
 class BatchOut(BaseModel):
     id: str
     status: str = Field(description="running, done or cancelled")
-    progress: float = Field(description="0 to 1: items finished, plus the analysis progress of those under way")
+    progress: float = Field(description="Percent, 0-100: items finished, plus the analysis progress of those under way")
     total: int
     counts: Counts
     vocabulary: list[VocabEntry] | None
@@ -155,7 +155,7 @@ def _create(state: AppState, tenant: str, body: BatchRequest) -> dict[str, Any]:
     labels = parse_vocabulary(raw) if body.vocabulary else None
     options = operator_options(state.settings, (body.options or AnalysisOptions()).model_dump(exclude_none=True))
     vlm = server_vlm(state.settings, body.vlm) or state.settings.vlm
-    batches = state.extras["batches"]
+    batches = state.batches
     batch_id = batches.create(tenant, _sources(state, tenant, body), labels, body.top_k, vlm, options)
     state.batch_wakeup.set()
     return dict(batches.describe(tenant, batch_id, items=False))
@@ -171,7 +171,7 @@ async def create_batch(body: BatchRequest, tenant: Tenant, state: State, respons
 
 @router.get("", response_model=BatchList, summary="Your batches, newest first", responses=problem_responses(401))
 def list_batches(tenant: Tenant, state: State, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> Any:
-    return {"items": state.extras["batches"].list_batches(tenant, limit)}
+    return {"items": state.batches.list_batches(tenant, limit)}
 
 
 @router.get("/{batch_id}", response_model=BatchOut, summary="A batch: progress and each item's status and tags",
@@ -183,7 +183,7 @@ def get_batch(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Any:
-    return state.extras["batches"].describe(tenant, batch_id, items=True, offset=offset, limit=limit)
+    return state.batches.describe(tenant, batch_id, items=True, offset=offset, limit=limit)
 
 
 @router.get("/{batch_id}/tags.csv", summary="Tags as CSV: one row per (video, tag)",
@@ -191,7 +191,7 @@ def get_batch(
 def tags_csv(batch_id: BatchId, tenant: Tenant, state: State) -> Response:
     from videopipe.exports import tags_csv
 
-    text = tags_csv(state.extras["batches"].export_rows(tenant, batch_id))
+    text = tags_csv(state.batches.export_rows(tenant, batch_id))
     return Response(text, media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="batch-{batch_id}-tags.csv"'})  # fmt: skip
 
@@ -199,19 +199,19 @@ def tags_csv(batch_id: BatchId, tenant: Tenant, state: State) -> Response:
 @router.get("/{batch_id}/tags.json", response_model=list[VideoTags], summary="Tags as JSON, per video",
             responses=problem_responses(401, 404, 422))  # fmt: skip
 def tags_json(batch_id: BatchId, tenant: Tenant, state: State) -> Any:
-    rows = state.extras["batches"].export_rows(tenant, batch_id)
+    rows = state.batches.export_rows(tenant, batch_id)
     return [{"video": video, "video_id": video_id, "tags": tags} for video, video_id, tags in rows]
 
 
 @router.post("/{batch_id}/cancel", response_model=BatchOut, summary="Stop queuing the batch's videos",
              responses=problem_responses(401, 404, 422))  # fmt: skip
 def cancel_batch(batch_id: BatchId, tenant: Tenant, state: State) -> Any:
-    return state.extras["batches"].cancel(tenant, batch_id)
+    return state.batches.cancel(tenant, batch_id)
 
 
 @router.post("/{batch_id}/retry", response_model=BatchOut, summary="Run the failed and cancelled items again",
              responses=problem_responses(401, 404, 422))  # fmt: skip
 def retry_batch(batch_id: BatchId, tenant: Tenant, state: State) -> Any:
-    out = state.extras["batches"].retry_failed(tenant, batch_id)
+    out = state.batches.retry_failed(tenant, batch_id)
     state.batch_wakeup.set()
     return out

@@ -8,12 +8,12 @@ from typing import Annotated
 import httpx
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
-from api.app import AppState, state_of
 from api.gate import metrics_allowed
 from api.problems import problem, problem_responses
 from api.schemas import Check, Ready
+from api.state import AppState, state_of
+from videopipe.db.repos import ops
 
 router = APIRouter(tags=["operations"])
 
@@ -27,8 +27,8 @@ def healthz() -> dict[str, str]:
 
 def _check_database(state: AppState) -> Check:
     try:
-        with state.pipeline.sessions() as s:
-            s.execute(text("SELECT 1"))
+        with state.services.sessions() as s:
+            ops.ping(s)
         return Check(ok=True, detail="reachable")
     except Exception as exc:
         return Check(ok=False, detail=f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
@@ -50,7 +50,7 @@ def _check_broker(state: AppState) -> Check:
 
 def _check_storage(state: AppState) -> Check:
     try:
-        state.pipeline.store.exists(f"readyz/{uuid.uuid4().hex}")
+        state.services.store.exists(f"readyz/{uuid.uuid4().hex}")
         return Check(ok=True, detail="reachable")
     except Exception as exc:
         return Check(ok=False, detail=f"{type(exc).__name__}: {exc}"[:200])

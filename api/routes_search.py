@@ -8,10 +8,10 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.app import AppState, state_of, tenant_of
 from api.problems import problem_responses
 from api.routes_videos import VideoId
 from api.schemas import server_vlm
+from api.state import AppState, state_of, tenant_of
 
 router = APIRouter(tags=["search"])
 
@@ -70,11 +70,7 @@ class Answer(BaseModel):
 
 
 def searcher(state: AppState) -> Any:
-    if "searcher" not in state.extras:
-        from videopipe.search import Searcher
-
-        state.extras["searcher"] = Searcher(state.settings, state.pipeline.sessions)
-    return state.extras["searcher"]
+    return state.services.searcher
 
 
 @router.get("/v1/search", response_model=SearchResults, summary="Find moments in your videos",
@@ -88,8 +84,7 @@ def search(
     end_s: Annotated[float | None, Query(ge=0, le=1e7)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> Any:
-    if video_id is not None:
-        state.library.get_video(tenant, video_id)  # 404 for another tenant's video, as for a missing one
+    # Another tenant's video_id is not found, as a missing one: the searcher's own gate says so.
     hits = searcher(state).search(q, tenant, video_id=video_id, start_s=start_s, end_s=end_s, limit=limit)
     items = []
     for h in hits:  # plain dicts: the response model validates them once
@@ -102,10 +97,6 @@ def search(
 @router.post("/v1/videos/{video_id}/ask", response_model=Answer, summary="Ask a question about a video",
              responses=problem_responses(400, 401, 404, 422, 502, 503))  # fmt: skip
 async def ask(video_id: VideoId, body: AskRequest, tenant: Tenant, state: State) -> Any:
-    from videopipe.ask import Asker
-
-    await run_in_threadpool(state.library.get_video, tenant, video_id)
-    if "asker" not in state.extras:
-        state.extras["asker"] = Asker(state.pipeline, state.settings)
+    # No check of the video here: `Asker.ask` reads it through the tenant gate (another tenant's is not found).
     vlm = server_vlm(state.settings, body.vlm)
-    return await run_in_threadpool(state.extras["asker"].ask, tenant, video_id, body.question, vlm)
+    return await run_in_threadpool(state.services.asker.ask, tenant, video_id, body.question, vlm)

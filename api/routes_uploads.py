@@ -13,11 +13,11 @@ from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from api.app import AppState, state_of, tenant_of
 from api.gate import parse_byte_count
 from api.problems import problem, problem_responses
 from api.routes_videos import parse_options
 from api.schemas import UploadOut, operator_options
+from api.state import AppState, state_of, tenant_of
 from videopipe.errors import BadRequest
 from videopipe.uploads import (
     CLAIM_LEASE_S,

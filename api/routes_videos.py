@@ -10,7 +10,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import ValidationError
 
-from api.app import AppState, state_of, tenant_of
 from api.multipart import read_multipart
 from api.problems import problem_responses
 from api.schemas import (
@@ -25,7 +24,9 @@ from api.schemas import (
     VideoOut,
     operator_options,
 )
+from api.state import AppState, state_of, tenant_of
 from videopipe import exports
+from videopipe.db.models import VideoStatus
 from videopipe.errors import BadRequest
 from videopipe.library import Ingested
 
@@ -34,6 +35,7 @@ router = APIRouter(prefix="/v1/videos", tags=["videos"])
 Tenant = Annotated[str, Depends(tenant_of)]
 State = Annotated[AppState, Depends(state_of)]
 VideoId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-zA-Z_-]+$")]
+_STATUSES = f"^({'|'.join(VideoStatus)})$"  # a video's status, as the list filter takes it
 
 _UPLOAD_BODY = {
     "requestBody": {
@@ -128,7 +130,7 @@ def list_videos(
     state: State,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
-    status: Annotated[str | None, Query(pattern="^(queued|running|ready|failed|cancelled)$")] = None,
+    status: Annotated[str | None, Query(pattern=_STATUSES)] = None,
 ) -> VideoList:
     items, total = state.library.list_videos(tenant, limit, offset, status)
     return VideoList(items=[VideoOut(**i) for i in items], total=total, limit=limit, offset=offset)
@@ -180,7 +182,7 @@ def reanalyze(video_id: VideoId, tenant: Tenant, state: State, options: Analysis
 def cancel(video_id: VideoId, tenant: Tenant, state: State) -> VideoOut:
     video = state.library.get_video(tenant, video_id)
     if video["job_id"]:
-        state.pipeline.cancel(video["job_id"])
+        state.jobs.cancel(tenant, video["job_id"])
     return VideoOut(**state.library.get_video(tenant, video_id))
 
 

@@ -27,10 +27,9 @@ from sqlalchemy import func, select
 from videopipe.config import Settings
 from videopipe.db.migrate import upgrade
 from videopipe.db.models import Job, Scene, StageRun
-from videopipe.db.scratch import scratch_database
-from videopipe.pipeline import Pipeline, open_pipeline
-from videopipe.samples import write_sample_video
-from workers.celery_app import CeleryDispatcher, make_app
+from videopipe.services import open_services
+from videopipe.testing.databases import scratch_database
+from videopipe.testing.media import write_sample_video
 
 PG_ADMIN = os.environ.get("VIDEOPIPE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -66,10 +65,10 @@ def run(n_videos: int, url: str) -> None:
             if time.time() > deadline:
                 raise SystemExit("workers did not start")
             time.sleep(0.2)
-        base = open_pipeline(Settings())
-        pipeline = Pipeline(base.sessions, base.store, Settings(), CeleryDispatcher(make_app(Settings())))
+        pipeline = open_services(Settings(), dispatch="celery")
         started = time.perf_counter()
-        jobs = [pipeline.submit(v, options={"profile": "general", "vlm": "none"}).job_id for v in videos]
+        options = {"profile": "general", "vlm": "none"}
+        jobs = [pipeline.jobs.submit(v, "default", options=options).job_id for v in videos]
         submitted_s = time.perf_counter() - started
         while True:
             with pipeline.sessions() as s:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from videopipe.analysis import AnalyzeOptions, analyze
 from videopipe.config import Settings
-from videopipe.samples import Slide, write_lecture_video
+from videopipe.testing.media import Slide, write_lecture_video
 
 MEDIA = Path(__file__).parent / ".media"
 TOPICS = [

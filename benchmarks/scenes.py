@@ -28,8 +28,8 @@ import numpy as np
 from videopipe.analysis import run_pass
 from videopipe.config import AnalysisSettings, Settings
 from videopipe.media import probe
-from videopipe.samples import shot_lengths, write_sample_video
 from videopipe.scenes import match_cuts
+from videopipe.testing.media import shot_lengths, write_sample_video
 
 PRESETS = {
     "720p10min": dict(width=1280, height=720, fps=25.0, duration_s=600.0, seed=10),

@@ -196,10 +196,10 @@ def build_library(data: Path, n: int, base: np.ndarray, base_text: list[str]) ->
     from videopipe.db.models import Moment, MomentVector, Video, new_id
     from videopipe.embeddings import INT8
     from videopipe.index import VectorIndex
-    from videopipe.pipeline import open_pipeline
+    from videopipe.services import open_services
 
     settings = Settings(data_dir=data)
-    pipeline = open_pipeline(settings, migrate=True)
+    pipeline = open_services(settings, dispatch="none", migrate=True)
     x, a, b = corpus(n, base, seed=1)
     rare = names(20_000)
     r = np.random.default_rng(2).integers(0, len(rare), (n, 2))

@@ -3,7 +3,7 @@
     python benchmarks/tagging.py                 # 100 videos
     python benchmarks/tagging.py --videos 20
 
-Videos: `videopipe.samples.write_topic_lecture`, 9 s each at 480x270 (two slides, two sentences spoken by
+Videos: `videopipe.testing.media.write_topic_lecture`, 9 s each at 480x270 (two slides, two sentences spoken by
 espeak-ng), eight subjects in turn, every file different (a part number on the slides). Vocabulary: the eight
 subjects with one-line descriptions (`TOPIC_VOCABULARY`). No VLM: zero-shot tags from the bundled MiniLM.
 
@@ -32,11 +32,10 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=100)
     args = parser.parse_args()
 
-    from videopipe.batches import Batches
     from videopipe.config import Settings
-    from videopipe.pipeline import open_pipeline
-    from videopipe.samples import TOPIC_LECTURES, TOPIC_VOCABULARY, write_topic_lecture
+    from videopipe.services import open_services
     from videopipe.tagging import Label
+    from videopipe.testing.media import TOPIC_LECTURES, TOPIC_VOCABULARY, write_topic_lecture
 
     work = Path(tempfile.mkdtemp(prefix="vp-bench-tag-"))
     try:
@@ -52,7 +51,7 @@ def main() -> None:
         print(f"generated {len(files)} videos in {time.perf_counter() - t:.1f} s", flush=True)
 
         settings = Settings(data_dir=work / "data", vlm="none")
-        batches = Batches(open_pipeline(settings, migrate=True))
+        batches = open_services(settings, dispatch="none", migrate=True).batches
         labels = [Label(tag, desc) for tag, desc in TOPIC_VOCABULARY]
         sources = [str(p) for p, _ in files]
         options = {"profile": "lecture"}

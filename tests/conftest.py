@@ -5,11 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import runpy
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,27 +17,13 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT), os.enviro
 # Keep the namespace: the torch.library.Library object in it must outlive the session.
 TORCHVISION_SHIM = runpy.run_path(str(SUPPORT / "sitecustomize.py"))  # the file child processes load
 
-from videopipe.samples import SampleVideo, write_sample_video  # noqa: E402
+# `tests.support` is imported as a package from the checkout's root: on sys.path with `python -m pytest` (the
+# Makefile's way), put there for a bare `pytest` too.
+if str(SUPPORT.parents[1]) not in sys.path:
+    sys.path.insert(0, str(SUPPORT.parents[1]))
 
-FFMPEG = shutil.which("ffmpeg")
-
-
-def ffmpeg(*args: str) -> None:
-    if FFMPEG is None:
-        pytest.fail("the ffmpeg CLI is missing: run scripts/install-system-deps.sh (make test does)")
-    subprocess.run([FFMPEG, "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
-
-
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `python -m videopipe ARGS` the way a user would (a fresh process, wide terminal)."""
-    return subprocess.run(
-        [sys.executable, "-m", "videopipe", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-        timeout=300,
-    )
+from tests.support.media import ffmpeg  # noqa: E402
+from videopipe.testing.media import SampleVideo, write_sample_video  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -134,8 +117,6 @@ def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_qwen3_vl(tmp_path_factory.mktemp("tiny-qwen3-vl"))
 
 
-POSTGRES_ADMIN_URL = os.environ.get("VIDEOPIPE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
 # A short lecture whose spoken and on-screen content is known: three subjects, one sentence each.
 LECTURE_SLIDES = (
     ("Entropy and information", ("Shannon 1948", "measured in bits"), 6.0),
@@ -152,35 +133,7 @@ LECTURE_NARRATION = (
 @pytest.fixture(scope="session")
 def short_lecture(media_dir: Path) -> Path:
     """18 s, 640x360: three slides, each with one narrated sentence (espeak-ng)."""
-    from videopipe.samples import Slide, write_lecture_video
+    from videopipe.testing.media import Slide, write_lecture_video
 
     slides = [Slide(t, lines, d) for t, lines, d in LECTURE_SLIDES]
     return write_lecture_video(media_dir / "short-lecture.mp4", slides, LECTURE_NARRATION, width=640, height=360).path
-
-
-@contextmanager
-def live_server(app: object) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a free loopback port, in a thread; yields its base URL."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False))  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)

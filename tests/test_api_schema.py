@@ -13,12 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from api.app import create_app
-from tests.conftest import POSTGRES_ADMIN_URL, live_server
-from videopipe.auth import KeyStore
+from tests.support.servers import POSTGRES_ADMIN_URL, live_server
 from videopipe.config import LimitSettings, Settings
 from videopipe.db.migrate import upgrade
-from videopipe.db.scratch import scratch_database
-from videopipe.pipeline import EmbeddedRunner, Pipeline, open_pipeline
+from videopipe.services import open_services
+from videopipe.testing.databases import scratch_database
 
 
 @schemathesis.serializer("application/offset+octet-stream")
@@ -34,11 +33,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         upgrade(url)
         settings = Settings(data_dir=data, database_url=url, vlm="none",
                             limits=LimitSettings(max_file_bytes=1024 * 1024))  # fmt: skip
-        holder: dict[str, Pipeline] = {}
-        runner = EmbeddedRunner(lambda: holder["p"], concurrency=1)
-        holder["p"] = pipeline = open_pipeline(settings, runner)
-        key = KeyStore(pipeline.sessions).create("fuzz")[1]
-        with live_server(create_app(settings, pipeline, runner)) as base:
+        pipeline = open_services(settings)
+        key = pipeline.keys.create("fuzz")[1]
+        with live_server(create_app(pipeline)) as base:
             yield base, key
         pipeline.sessions.kw["bind"].dispose()
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from videopipe import errors
 from videopipe.analysis import analyze
 from videopipe.config import LimitSettings
 from videopipe.media import probe
-from videopipe.samples import SampleVideo, write_audio_only, write_sample_video
+from videopipe.testing.media import SampleVideo, write_audio_only, write_sample_video
 
 
 def _packets(path: Path) -> list[tuple[int, int]]:

@@ -11,11 +11,11 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select
 from sqlalchemy.exc import OperationalError
 
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.support.servers import POSTGRES_ADMIN_URL
 from videopipe.db import make_engine, make_session_factory
 from videopipe.db.migrate import downgrade, upgrade
 from videopipe.db.models import Base, Chapter, Job, Scene, Video
-from videopipe.db.scratch import scratch_database
+from videopipe.testing.databases import scratch_database
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_rows_round_trip_and_deleting_a_video_cascades(db_url: str) -> None:
 
 
 def test_db_upgrade_command_on_the_default_sqlite_and_on_postgres(pg_url: str, tmp_path: Path) -> None:
-    from tests.conftest import run_cli
+    from tests.support.cli import run_cli
 
     proc = run_cli("db", "upgrade", cwd=tmp_path, env={"VIDEOPIPE_DATA_DIR": str(tmp_path / "data")})
     assert proc.returncode == 0, proc.stderr

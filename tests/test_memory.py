@@ -8,7 +8,7 @@ from pathlib import Path
 from videopipe.analysis import run_pass
 from videopipe.config import Settings
 from videopipe.media import probe
-from videopipe.samples import write_sample_video
+from videopipe.testing.media import write_sample_video
 
 
 def _peak_bytes(path: Path) -> tuple[int, int]:

@@ -7,8 +7,8 @@ from pathlib import Path
 from videopipe.analysis import analyze, run_pass
 from videopipe.config import Settings
 from videopipe.media import probe
-from videopipe.samples import SampleVideo
 from videopipe.scenes import SceneFrame
+from videopipe.testing.media import SampleVideo
 
 
 class Recorder:

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from videopipe.analysis import AnalyzeOptions, analyze
 from videopipe.config import MotionSettings, Settings
 from videopipe.perception.audio import SAMPLE_RATE, iter_audio_chunks
-from videopipe.samples import (
+from videopipe.testing.media import (
     LectureVideo,
     SampleVideo,
     Slide,
@@ -211,7 +211,7 @@ def test_ocr_backend_contract(backend: str, shots_video: SampleVideo, tmp_path: 
 
     from videopipe.perception import OCR_BACKENDS, installed
     from videopipe.perception.ocr import make_reader
-    from videopipe.samples import render_slide
+    from videopipe.testing.media import render_slide
 
     if backend not in installed(OCR_BACKENDS):
         pytest.skip(f"{backend} is not installed")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ffmpeg
+from tests.support.media import ffmpeg
 from videopipe.media import grab_frames, probe
-from videopipe.samples import SampleVideo, write_sample_video
+from videopipe.testing.media import SampleVideo, write_sample_video
 
 
 def test_cfr_video_properties(shots_video: SampleVideo) -> None:

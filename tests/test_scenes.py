@@ -9,8 +9,8 @@ import pytest
 from videopipe.analysis import run_pass
 from videopipe.config import Settings
 from videopipe.media import iter_analysis_frames, probe
-from videopipe.samples import SampleVideo, write_sample_video
 from videopipe.scenes import match_cuts
+from videopipe.testing.media import SampleVideo, write_sample_video
 
 
 def _scan(path: Path) -> tuple[list[float], list[float]]:

@@ -19,14 +19,13 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from tests.support.fake_vllm import FakeVLLM, completion
-from videopipe.batches import Batches, expand_paths
+from videopipe.batches import expand_paths
 from videopipe.config import Settings
 from videopipe.db.models import Job, Video
 from videopipe.errors import BadRequest, VLMError
-from videopipe.pipeline import open_pipeline
-from videopipe.samples import TOPIC_VOCABULARY, write_topic_lecture
+from videopipe.services import open_services
 from videopipe.tagging import (
     Label,
     MomentText,
@@ -36,6 +35,7 @@ from videopipe.tagging import (
     tag_schema,
     zero_shot_tags,
 )
+from videopipe.testing.media import TOPIC_VOCABULARY, write_topic_lecture
 
 TOPICS = ["geology", "cooking", "sports", "programming"]
 
@@ -109,7 +109,7 @@ def test_a_batch_killed_midway_resumes_without_reanalysing_and_a_corrupt_file_fa
     assert corrupt["status"] == "failed" and corrupt["error"] and "cut off" in corrupt["error"]
 
     # Each finished file was analysed exactly once across both runs (its analysis job rows count them).
-    pipeline = open_pipeline(Settings(data_dir=tmp_path / "data"))
+    pipeline = open_services(Settings(data_dir=tmp_path / "data"), dispatch="none")
     with pipeline.sessions() as s:
         jobs = dict(s.execute(select(Video.filename, func.count(Job.id)).join(Job, Job.video_id == Video.id)
                               .group_by(Video.filename)).all())  # fmt: skip
@@ -126,14 +126,14 @@ def test_every_topic_ranks_its_true_tag_in_the_top_three_with_supporting_moments
     topic_dir: Path, tmp_path: Path
 ) -> None:
     settings = Settings(data_dir=tmp_path, vlm="none")
-    pipeline = open_pipeline(settings, migrate=True)
-    batches = Batches(pipeline)
+    pipeline = open_services(settings, dispatch="none", migrate=True)
+    batches = pipeline.batches
     labels = parse_vocabulary({"tag": t, "description": d} for t, d in TOPIC_VOCABULARY)
     files = [p for p in expand_paths([topic_dir]) if "corrupt" not in p.name]
     batch_id = batches.create("default", [str(p) for p in files], labels, top_k=3, options={"profile": "lecture"})
     batches.run_inline("default", batch_id)
     info = batches.describe("default", batch_id)
-    assert info["status"] == "done" and info["counts"]["done"] == 4 and info["progress"] == 1.0
+    assert info["status"] == "done" and info["counts"]["done"] == 4 and info["progress"] == 100.0
     for item in info["items"]:
         topic = Path(item["source"]).stem[2:]
         tags = item["tags"]
@@ -147,7 +147,7 @@ def test_every_topic_ranks_its_true_tag_in_the_top_three_with_supporting_moments
                            options={"profile": "lecture"})  # fmt: skip
     batches.run_inline("default", again)
     items = batches.describe("default", again)["items"]
-    assert all(i["reused"] and i["status"] == "done" for i in items)
+    assert len(items) == len(files) and all(i["reused"] and i["status"] == "done" for i in items)
     cooking = next(i for i in items if "cooking" in i["source"])
     assert cooking["tags"][0]["tag"] == "cooking"
     with pytest.raises(Exception, match="no batch"):
@@ -221,7 +221,7 @@ def test_vlm_tags_over_the_wire_are_constrained_by_a_json_schema(topic_dir: Path
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         settings = Settings(data_dir=tmp_path, vlm="none", vlm_url=server.url, vlm_model="Qwen/Qwen3-VL-8B-Instruct")
-        batches = Batches(open_pipeline(settings, migrate=True))
+        batches = open_services(settings, dispatch="none", migrate=True).batches
         labels = parse_vocabulary({"tag": t, "description": d} for t, d in TOPIC_VOCABULARY)
         source = [str(topic_dir / "b-cooking.mp4")]
         batches.run_inline("default", batches.create("default", source, labels, options={"profile": "lecture"}))
@@ -256,7 +256,6 @@ def test_a_served_batch_from_an_s3_prefix_queues_a_few_at_a_time(
 
     from videopipe.config import ApiSettings
     from videopipe.db.models import BatchItem
-    from videopipe.pipeline import EmbeddedRunner, Pipeline
     from videopipe.storage import list_s3_objects
 
     env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
@@ -269,13 +268,14 @@ def test_a_served_batch_from_an_s3_prefix_queues_a_few_at_a_time(
         client.upload_file(str(topic_dir / name), "media", f"lectures/{name}")
     client.put_object(Bucket="media", Key="lectures/README.txt", Body=b"not a video")
     settings = Settings(data_dir=tmp_path, vlm="none", api=ApiSettings(ingest_s3_prefixes=["s3://media/lectures/"]))
-    holder: dict[str, Pipeline] = {}
-    runner = EmbeddedRunner(lambda: holder["p"], concurrency=1)
-    holder["p"] = pipeline = open_pipeline(settings, runner, migrate=True)
+    settings.jobs.embedded_concurrency = 1
+    pipeline = open_services(settings, migrate=True)
+    runner = pipeline.runner
+    assert runner is not None
     urls = [u for u in list_s3_objects("s3://media/lectures/", 100) if u.endswith(".mp4")]
     assert urls == [f"s3://media/lectures/{n}" for n in ("a-geology.mp4", "c-corrupt.mp4", "d-sports.mp4",
                                                           "e-programming.mp4")]  # fmt: skip
-    batches = Batches(pipeline)
+    batches = pipeline.batches
     labels = parse_vocabulary({"tag": t, "description": d} for t, d in TOPIC_VOCABULARY)
     batch_id = batches.create("default", urls, labels, top_k=3, options={"profile": "lecture", "motion": False})
     most_in_flight = 0

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from tests.support.fake_vllm import FakeVLLM, completion
 from videopipe.analysis import AnalyzeOptions, analyze
 from videopipe.config import Settings, UnderstandingSettings
 from videopipe.errors import VLMRequestRejected, VLMUnavailable
-from videopipe.samples import SampleVideo
+from videopipe.testing.media import SampleVideo
 from videopipe.understanding import WindowPlanner
 from videopipe.vlm.base import Prompt
 from videopipe.vlm.openai_backend import OpenAIBackend

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from videopipe.analysis import AnalyzeOptions, analyze
 from videopipe.config import Settings, UnderstandingSettings
-from videopipe.samples import SampleVideo
+from videopipe.testing.media import SampleVideo
 from videopipe.understanding import Window, WindowPlanner
 from videopipe.vlm.base import Prompt
 from videopipe.vlm.prompts import SYSTEM

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from sqlalchemy.orm import Session, sessionmaker
 
 from videopipe.config import Settings
+from videopipe.db.repos import results
 from videopipe.errors import BadRequest, VLMError
-from videopipe.pipeline import Pipeline
 from videopipe.search import Searcher
 from videopipe.storage import BlobStore
 from videopipe.timefmt import fmt_time
@@ -58,19 +59,24 @@ def _question_text(name: str, duration: float, doc: dict[str, Any], question: st
 
 
 class Asker:
-    def __init__(self, pipeline: Pipeline, settings: Settings) -> None:
-        self.pipeline = pipeline
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], store: BlobStore, searcher: Searcher
+    ) -> None:
         self.settings = settings
-        self.searcher = Searcher(settings, pipeline.sessions)
+        self.sessions = sessions
+        self.store = store
+        self.searcher = searcher
 
     def ask(self, tenant: str, video_id: str, question: str, vlm: str | None = None) -> dict[str, Any]:
+        """The answer to `question` about the tenant's video; `NotFound` for another tenant's (as for none)."""
+        with self.sessions() as s:
+            doc = results.document(s, tenant, video_id)  # the tenant gate: another tenant's video is not found
         question = " ".join(question.split())
         if not question:
             raise BadRequest("the question is empty; ask something about the video")
         if len(question) > 1000:
             raise BadRequest("the question is longer than 1000 characters; shorten it")
         hits = self.searcher.search(question, tenant, video_id=video_id, limit=5)
-        doc = self.pipeline.document(video_id)
         choice = select_backend(self.settings, vlm)
         if choice.backend is None:
             return self._extractive(video_id, question, hits, NO_MODEL_NOTE)
@@ -100,7 +106,7 @@ class Asker:
         u = self.settings.understanding
         workdir = Path(tempfile.mkdtemp(prefix="vp-ask-"))
         try:
-            images = fetch_keyframes(self.pipeline.store, doc, workdir)
+            images = fetch_keyframes(self.store, doc, workdir)
 
             def plan_for(start: float, end: float, keyframes: Sequence[dict[str, Any]]) -> tuple[Any, str]:
                 text = _question_text(name, duration, doc, question, start, end)

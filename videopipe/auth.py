@@ -7,10 +7,10 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from videopipe.db.models import ApiKey, utcnow
+from videopipe.db.models import utcnow
+from videopipe.db.repos import keys as repo
 from videopipe.errors import BadRequest, NotFound, Unauthorized
 
 PREFIX = "vp_"
@@ -41,10 +41,7 @@ class KeyStore:
         tenant = valid_tenant(tenant)
         key = PREFIX + secrets.token_urlsafe(32)
         with self.sessions.begin() as s:
-            row = ApiKey(tenant=tenant, prefix=key[:10], key_hash=_hash(key))
-            s.add(row)
-            s.flush()
-            return row.id, key
+            return repo.add(s, tenant, key[:10], _hash(key)), key
 
     def cached_tenant(self, key: str) -> str | None:
         """The tenant of a key verified less than `cache_s` ago, without asking the database; else None."""
@@ -57,7 +54,7 @@ class KeyStore:
         if cached is not None and time.monotonic() - cached[1] < self.cache_s:
             return cached[0]
         with self.sessions() as s:
-            tenant = s.scalar(select(ApiKey.tenant).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)))
+            tenant = repo.tenant_of(s, digest)
         if tenant is None:
             self._verified.pop(digest, None)
             raise Unauthorized("the API key is not valid (unknown or revoked); create one with `videopipe keys create`")
@@ -69,18 +66,16 @@ class KeyStore:
     def any_ever(self) -> bool:
         """Whether a key was ever created, revoked ones included: what ends open mode for good."""
         with self.sessions() as s:
-            return s.scalar(select(ApiKey.id).limit(1)) is not None
+            return repo.any_ever(s)
 
     def list(self) -> list[dict[str, Any]]:
         with self.sessions() as s:
-            rows = s.scalars(select(ApiKey).order_by(ApiKey.created_at)).all()
+            rows = repo.all_tenants(s)
             return [{"id": r.id, "tenant": r.tenant, "prefix": r.prefix, "created_at": r.created_at.isoformat(),
                      "revoked": r.revoked_at is not None} for r in rows]  # fmt: skip
 
     def revoke(self, key_id: str) -> None:
         with self.sessions.begin() as s:
-            row = s.get(ApiKey, key_id)
-            if row is None:
+            if not repo.revoke_any_tenant(s, key_id, utcnow()):
                 raise NotFound(f"no API key {key_id}; `videopipe keys list` shows them")
-            row.revoked_at = row.revoked_at or utcnow()
         self._verified.clear()  # this process forgets at once; others within `cache_s`

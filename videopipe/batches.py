@@ -26,14 +26,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from videopipe.db.models import Batch, BatchItem, Job, Moment, MomentVector, Tag, Video, utcnow
+from videopipe.config import Settings
+from videopipe.db.models import FINISHED_ITEM, Batch, BatchItem, BatchStatus, ItemStatus, VideoStatus, utcnow
+from videopipe.db.models import aware as _aware
+from videopipe.db.repos import batches as repo
+from videopipe.db.repos import results, videos
 from videopipe.errors import BadRequest, NotFound, VideopipeError, VLMError
-from videopipe.pipeline import Pipeline, settings_hash
-from videopipe.pipeline import aware as _aware
+from videopipe.jobs import JobEngine, settings_hash
+from videopipe.library import Library
 from videopipe.progress import Progress
+from videopipe.storage import BlobStore
 from videopipe.tagging import Label, MomentText, TagScore, keyword_tags, zero_shot_tags
 
 log = logging.getLogger(__name__)
@@ -41,7 +45,7 @@ log = logging.getLogger(__name__)
 _SUFFIXES = ".mp4 .m4v .mov .mkv .webm .avi .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv .mxf .dv"
 VIDEO_SUFFIXES = frozenset(_SUFFIXES.split())
 MAX_ITEMS = 100_000
-TERMINAL = ("done", "failed", "cancelled")
+TERMINAL = FINISHED_ITEM
 # An item claimed this recently without a video yet is still being ingested (probed, copied from S3) by whichever
 # replica claimed it; past this, its video was deleted or that replica died.
 _START_GRACE_S = 3600.0
@@ -81,10 +85,14 @@ class ItemOutcome:
 
 
 class Batches:
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-        self.sessions = pipeline.sessions
-        self.settings = pipeline.settings
+    def __init__(
+        self, settings: Settings, sessions: sessionmaker[Session], store: BlobStore, jobs: JobEngine, library: Library
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.store = store
+        self.jobs = jobs
+        self.library = library  # the server's way in: files are ingested (and analysed by the job engine) like uploads
         self._labels: dict[str, np.ndarray] = {}  # batch id -> label vectors
         self._lock = threading.Lock()
 
@@ -105,105 +113,61 @@ class Batches:
             raise BadRequest(f"the batch has {len(sources)} videos; at most {MAX_ITEMS}")
         vocabulary = [{"tag": lb.tag, "description": lb.description} for lb in labels] if labels else None
         with self.sessions.begin() as s:
-            batch = Batch(tenant=tenant, key=key, vocabulary=vocabulary, top_k=top_k, vlm=vlm, options=options or {})
-            s.add(batch)
-            s.flush()
-            s.add_all(BatchItem(batch_id=batch.id, position=n, source=src) for n, src in enumerate(sources))
-            return batch.id
+            return repo.create(s, tenant, sources, key, vocabulary, top_k, vlm, options or {})
 
     def find_unfinished(self, tenant: str, key: str) -> str | None:
         with self.sessions() as s:
-            found = s.scalars(
-                select(Batch.id).where(Batch.tenant == tenant, Batch.key == key, Batch.status == "running")
-                .order_by(Batch.created_at.desc())
-            ).first()  # fmt: skip
-            return str(found) if found else None
-
-    def _batch(self, s: Session, tenant: str, batch_id: str) -> Batch:
-        batch = s.get(Batch, batch_id)
-        if batch is None or batch.tenant != tenant:
-            raise NotFound(f"no batch {batch_id}; GET /v1/batches lists yours")
-        return batch
+            return repo.find_unfinished(s, tenant, key)
 
     def describe(
         self, tenant: str, batch_id: str, items: bool = True, offset: int = 0, limit: int | None = None
     ) -> dict[str, Any]:
         with self.sessions() as s:
-            batch = self._batch(s, tenant, batch_id)
-            counts = dict(
-                s.execute(
-                    select(BatchItem.status, func.count())
-                    .where(BatchItem.batch_id == batch_id)
-                    .group_by(BatchItem.status)
-                ).all()
-            )
+            batch = repo.get_batch(s, tenant, batch_id)
+            counts = repo.item_counts(s, batch)
             total = sum(counts.values())
             finished = sum(counts.get(k, 0) for k in TERMINAL)
             # Items being analysed count with their analysis's own progress (long videos move the bar too).
-            partial = dict(
-                s.execute(
-                    select(BatchItem.id, func.max(Job.progress))
-                    .join(Job, Job.video_id == BatchItem.video_id)
-                    .where(BatchItem.batch_id == batch_id, BatchItem.status == "analyzing",
-                           Job.status.in_(("queued", "running", "ready")))
-                    .group_by(BatchItem.id)
-                ).all()
-            )  # fmt: skip
-            partial = {k: min(0.99, max(0.0, float(p or 0.0))) for k, p in partial.items()}  # tagging is left
+            partial = {k: min(0.99, max(0.0, p)) for k, p in repo.analysis_progress(s, batch).items()}  # tagging left
             done = finished + sum(partial.values())
             body: dict[str, Any] = {
-                "id": batch.id, "status": batch.status, "progress": round(done / total, 4) if total else 1.0,
-                "total": total, "counts": {k: counts.get(k, 0) for k in ("pending", "analyzing", *TERMINAL)},
+                "id": batch.id, "status": batch.status, "progress": round(100 * done / total, 2) if total else 100.0,
+                "total": total, "counts": {k.value: counts.get(k, 0) for k in ItemStatus},
                 "vocabulary": batch.vocabulary, "top_k": batch.top_k, "vlm": batch.vlm,
                 "created_at": batch.created_at, "finished_at": batch.finished_at,
             }  # fmt: skip
             if items:
-                rows = s.scalars(select(BatchItem).where(BatchItem.batch_id == batch_id)
-                                 .order_by(BatchItem.position).offset(offset).limit(limit))  # fmt: skip
-                body["items"] = [self._item(r, partial.get(r.id)) for r in rows]
+                body["items"] = [self._item(r, partial.get(r.id)) for r in repo.items(s, batch, offset, limit)]
             return body
 
     @staticmethod
     def _item(r: BatchItem, partial: float | None = None) -> dict[str, Any]:
-        progress = 1.0 if r.status in TERMINAL else round(float(partial or 0.0), 4)
+        progress = 100.0 if r.status in TERMINAL else round(100 * float(partial or 0.0), 2)
         return {"position": r.position, "source": r.source, "video_id": r.video_id, "status": r.status,
                 "progress": progress, "reused": r.reused, "error_type": r.error_type, "error": r.error,
                 "tags": r.tags or []}  # fmt: skip
 
     def list_batches(self, tenant: str, limit: int = 50) -> list[dict[str, Any]]:
         with self.sessions() as s:
-            ids = list(s.scalars(select(Batch.id).where(Batch.tenant == tenant)
-                                 .order_by(Batch.created_at.desc()).limit(limit)))  # fmt: skip
+            ids = repo.list_ids(s, tenant, limit)
         return [self.describe(tenant, i, items=False) for i in ids]
 
     def export_rows(self, tenant: str, batch_id: str) -> list[tuple[str, str | None, list[dict[str, Any]]]]:
         with self.sessions() as s:
-            self._batch(s, tenant, batch_id)
-            rows = s.execute(
-                select(BatchItem, Video.filename).outerjoin(Video, Video.id == BatchItem.video_id)
-                .where(BatchItem.batch_id == batch_id, BatchItem.status == "done").order_by(BatchItem.position)
-            ).all()  # fmt: skip
+            rows = repo.tagged_items(s, repo.get_batch(s, tenant, batch_id))
             return [(_display(r.source, name), r.video_id, r.tags or []) for r, name in rows]
 
     # -- control ------------------------------------------------------------------------------------------------
     def cancel(self, tenant: str, batch_id: str) -> dict[str, Any]:
         """Stop queuing: pending items are cancelled (analyses already running finish, their tags are kept)."""
         with self.sessions.begin() as s:
-            batch = self._batch(s, tenant, batch_id)
-            if batch.status == "running":
-                s.execute(update(BatchItem).where(BatchItem.batch_id == batch_id, BatchItem.status == "pending")
-                          .values(status="cancelled", error="the batch was cancelled"))  # fmt: skip
-                batch.status, batch.finished_at = "cancelled", utcnow()
+            repo.cancel(s, repo.get_batch(s, tenant, batch_id), utcnow())
         return self.describe(tenant, batch_id, items=False)
 
     def retry_failed(self, tenant: str, batch_id: str) -> dict[str, Any]:
         """Failed (and cancelled) items go back to pending and the batch runs again."""
         with self.sessions.begin() as s:
-            batch = self._batch(s, tenant, batch_id)
-            s.execute(update(BatchItem).where(BatchItem.batch_id == batch_id,
-                                              BatchItem.status.in_(("failed", "cancelled")))
-                      .values(status="pending", error=None, error_type=None))  # fmt: skip
-            batch.status, batch.finished_at = "running", None
+            repo.retry(s, repo.get_batch(s, tenant, batch_id))
         return self.describe(tenant, batch_id, items=False)
 
     # -- tagging one video -------------------------------------------------------------------------------------
@@ -220,6 +184,14 @@ class Batches:
                 self._labels[batch_id] = cached
         return cached
 
+    def _document(self, batch_id: str, video_id: str) -> dict[str, Any]:
+        """The analysis document of a video of the batch (read as the batch's tenant)."""
+        with self.sessions() as s:
+            batch = repo.by_id(s, batch_id)
+            if batch is None:
+                raise NotFound(f"no batch {batch_id}")
+            return results.document(s, batch.tenant, video_id)
+
     def tag_video(self, batch_id: str, video_id: str, labels: Sequence[Label] | None, top_k: int,
                   vlm: str) -> list[TagScore]:  # fmt: skip
         """Tags for one analysed video: Qwen3-VL when asked for and available, else zero-shot from the moments'
@@ -231,26 +203,23 @@ class Batches:
             from videopipe.vlm_tagging import vlm_tags
 
             try:
-                tags = vlm_tags(self.pipeline, video_id, labels, top_k, vlm)
+                document = lambda: self._document(batch_id, video_id)  # noqa: E731
+                tags = vlm_tags(self.settings, self.store, document, labels, top_k, vlm)
                 if tags is not None:
                     return tags
             except VLMError as exc:
                 log.warning("video %s: the model's tags could not be used (%s); tagging without it", video_id, exc)
+        embedder = open_embedder(self.settings)
         with self.sessions() as s:
-            rows = list(s.scalars(select(Moment).where(Moment.video_id == video_id).order_by(Moment.start_s)))
+            batch = repo.by_id(s, batch_id)
+            if batch is None:
+                raise NotFound(f"no batch {batch_id}")
+            rows, stored, free = repo.tagging_inputs(s, batch.tenant, video_id, embedder.name)
             moments = [MomentText(m.start_s, m.end_s, moment_text(m)) for m in rows]
-            embedder = open_embedder(self.settings)
-            wanted = select(MomentVector.moment_id, MomentVector.vector).where(
-                MomentVector.moment_id.in_([m.id for m in rows]), MomentVector.model == embedder.name
-            )
-            stored = dict(s.execute(wanted).all())
-            free = [
-                (t.tag, t.score) for t in s.scalars(select(Tag).where(Tag.video_id == video_id, Tag.source == "vlm"))
-            ]
         if not moments or not (labels or free):
             return keyword_tags(moments, top_k)
         if all(m.id in stored for m in rows):
-            vectors = np.stack([np.frombuffer(stored[m.id], np.float32) for m in rows])
+            vectors = np.stack([stored[m.id] for m in rows])
         else:  # vectors of another model (or none): embed the moments now
             vectors = embedder.embed([m.text for m in moments])
         if labels:
@@ -267,35 +236,30 @@ class Batches:
         labels = _labels(batch.vocabulary)
         try:
             tags = self.tag_video(batch.id, video_id, labels, batch.top_k, batch.vlm)
-            values: dict[str, Any] = {"status": "done", "tags": [t.to_json() for t in tags], "error": None}
+            values: dict[str, Any] = {"status": ItemStatus.DONE, "tags": [t.to_json() for t in tags], "error": None}
         except VideopipeError as exc:
-            values = {"status": "failed", "error_type": exc.type, "error": exc.message}
+            values = {"status": ItemStatus.FAILED, "error_type": exc.type, "error": exc.message}
         except Exception as exc:  # a bug: this item fails with the reason, the batch goes on
             log.exception("tagging video %s failed", video_id)
-            values = {"status": "failed", "error_type": "internal-error", "error": f"{type(exc).__name__}: {exc}"}
+            values = {"status": ItemStatus.FAILED, "error_type": "internal-error",
+                      "error": f"{type(exc).__name__}: {exc}"}  # fmt: skip
         with self.sessions.begin() as s:
-            s.execute(update(BatchItem).where(BatchItem.id == item_id, BatchItem.status.not_in(TERMINAL))
-                      .values(video_id=video_id, reused=reused, **values))  # fmt: skip
+            repo.update_item(s, batch, item_id, unfinished_only=True, video_id=video_id, reused=reused, **values)
 
-    def _fail_item(self, item_id: int, error_type: str, message: str, video_id: str | None = None) -> None:
+    def _fail_item(self, batch: Batch, item_id: int, error_type: str, message: str,
+                   video_id: str | None = None) -> None:  # fmt: skip
         with self.sessions.begin() as s:
-            s.execute(update(BatchItem).where(BatchItem.id == item_id)
-                      .values(status="failed", error_type=error_type, error=message, video_id=video_id))  # fmt: skip
+            repo.update_item(s, batch, item_id, status=ItemStatus.FAILED, error_type=error_type, error=message,
+                             video_id=video_id)  # fmt: skip
 
-    def _close_if_finished(self, batch_id: str) -> bool:
+    def _close_if_finished(self, batch: Batch) -> bool:
         with self.sessions.begin() as s:
-            open_items = s.scalar(select(func.count()).where(BatchItem.batch_id == batch_id,
-                                                             BatchItem.status.not_in(TERMINAL)))  # fmt: skip
-            if open_items:
-                return False
-            s.execute(update(Batch).where(Batch.id == batch_id, Batch.status == "running")
-                      .values(status="done", finished_at=utcnow()))  # fmt: skip
-            return True
+            return repo.close_if_finished(s, batch, utcnow())
 
     # -- service: through the pipeline's jobs ------------------------------------------------------------------
     def advance_all(self, max_in_flight: int) -> None:
         with self.sessions() as s:
-            ids = list(s.scalars(select(Batch.id).where(Batch.status == "running").order_by(Batch.created_at)))
+            ids = repo.running_all_tenants(s)
         for batch_id in ids:
             try:
                 self.advance(batch_id, max_in_flight)
@@ -305,53 +269,40 @@ class Batches:
     def advance(self, batch_id: str, max_in_flight: int) -> bool:
         """One round: tag items whose analysis finished, queue more, close the batch when nothing is left.
         Safe to run from several processes at once (items are claimed by a conditional update)."""
-        from videopipe.library import Library
-
         with self.sessions() as s:
-            batch = s.get(Batch, batch_id)
-            if batch is None or batch.status != "running":
+            batch = repo.by_id(s, batch_id)
+            if batch is None or batch.status != BatchStatus.RUNNING:
                 return True
             s.expunge(batch)
-            waiting = s.execute(
-                select(BatchItem.id, BatchItem.reused, BatchItem.updated_at, Video.id, Video.status,
-                       Video.error_type, Video.error)
-                .outerjoin(Video, Video.id == BatchItem.video_id)
-                .where(BatchItem.batch_id == batch_id, BatchItem.status == "analyzing")
-            ).all()  # fmt: skip
+            waiting = repo.waiting_items(s, batch)
         in_flight = 0
         started_before = utcnow() - timedelta(seconds=_START_GRACE_S)
         for item_id, reused, updated_at, video_id, status, error_type, error in waiting:
             if video_id is None and _aware(updated_at) > started_before:
                 in_flight += 1  # claimed a moment ago (here or on another replica): its file is being ingested
             elif video_id is None:
-                self._fail_item(item_id, "not-found", "the video was deleted (or its ingestion stopped) before it "
-                                "was tagged; retry the batch")  # fmt: skip
-            elif status == "ready":
+                self._fail_item(batch, item_id, "not-found", "the video was deleted (or its ingestion stopped) "
+                                "before it was tagged; retry the batch")  # fmt: skip
+            elif status == VideoStatus.READY:
                 self._finish_item(item_id, batch, video_id, reused)
-            elif status in ("failed", "cancelled"):
-                self._fail_item(item_id, error_type or status, error or f"the analysis was {status}", video_id)
+            elif status in (VideoStatus.FAILED, VideoStatus.CANCELLED):
+                self._fail_item(batch, item_id, error_type or status, error or f"the analysis was {status}", video_id)
             else:
                 in_flight += 1
         room = max(0, max_in_flight - in_flight)
         if room:
-            library = Library(self.pipeline)
+            library = self.library
             with self.sessions() as s:
-                pending = s.execute(
-                    select(BatchItem.id, BatchItem.source).where(BatchItem.batch_id == batch_id,
-                                                                 BatchItem.status == "pending")
-                    .order_by(BatchItem.position).limit(room)
-                ).all()  # fmt: skip
-            for item_id, source in pending:
-                if self._claim(item_id):
+                pending = repo.pending_items(s, batch, room)
+            for item_id, _, source in pending:
+                if self._claim(batch, item_id):
                     self._start(library, batch, item_id, source)
-        return self._close_if_finished(batch_id)
+        return self._close_if_finished(batch)
 
-    def _claim(self, item_id: int) -> bool:
+    def _claim(self, batch: Batch, item_id: int) -> bool:
         """Take a pending item (it becomes "analyzing" with no video until its file is ingested)."""
         with self.sessions.begin() as s:
-            claimed = s.execute(update(BatchItem).where(BatchItem.id == item_id, BatchItem.status == "pending")
-                                .values(status="analyzing"))  # fmt: skip
-            return bool(claimed.rowcount)  # type: ignore[attr-defined]
+            return repo.claim_item(s, batch, item_id)
 
     def _start(self, library: Any, batch: Batch, item_id: int, source: str) -> None:
         options = dict(batch.options or {})
@@ -359,33 +310,33 @@ class Batches:
             if source.startswith("video:"):
                 video_id = source.removeprefix("video:")
                 status = self._video_status(batch, video_id)
-                if status in ("failed", "cancelled"):
+                if status in (VideoStatus.FAILED, VideoStatus.CANCELLED):
                     library.reanalyze(batch.tenant, video_id, options)
-                reused = status == "ready"
+                reused = status == VideoStatus.READY
             else:
                 ingest = library.ingest_s3 if source.startswith("s3://") else library.ingest_path
                 got = ingest(source, batch.tenant, options)
                 video_id, reused = got.video_id, not got.created
         except VideopipeError as exc:
-            self._fail_item(item_id, exc.type, exc.message)
+            self._fail_item(batch, item_id, exc.type, exc.message)
             return
         except Exception as exc:
             log.exception("batch item %s could not start", item_id)
-            self._fail_item(item_id, "internal-error", f"{type(exc).__name__}: {exc}")
+            self._fail_item(batch, item_id, "internal-error", f"{type(exc).__name__}: {exc}")
             return
         with self.sessions.begin() as s:
-            s.execute(update(BatchItem).where(BatchItem.id == item_id).values(video_id=video_id, reused=reused))
-            ready = s.scalar(select(Video.status).where(Video.id == video_id)) == "ready"
+            repo.update_item(s, batch, item_id, video_id=video_id, reused=reused)
+            ready = videos.status_of(s, batch.tenant, video_id) == VideoStatus.READY
         if ready:
             self._finish_item(item_id, batch, video_id, reused)
 
     def _video_status(self, batch: Batch, video_id: str) -> str:
         """The status of a library video of the batch's tenant (NotFound for another tenant's, as for none)."""
         with self.sessions() as s:
-            video = s.get(Video, video_id)
-            if video is None or video.tenant != batch.tenant:
-                raise NotFound(f"no video {video_id} in the library")
-            return video.status
+            status = videos.status_of(s, batch.tenant, video_id)
+        if status is None:
+            raise NotFound(f"no video {video_id} in the library")
+        return status
 
     # -- in-process: `videopipe tag` ---------------------------------------------------------------------------
     def run_inline(
@@ -398,34 +349,31 @@ class Batches:
     ) -> None:
         """Analyse (or reuse) and tag every unfinished item, in order, in this process."""
         with self.sessions() as s:
-            batch = self._batch(s, tenant, batch_id)
+            batch = repo.get_batch(s, tenant, batch_id)
             s.expunge(batch)
-            todo = s.execute(select(BatchItem.id, BatchItem.position, BatchItem.source)
-                             .where(BatchItem.batch_id == batch_id, BatchItem.status.not_in(TERMINAL))
-                             .order_by(BatchItem.position)).all()  # fmt: skip
+            todo = repo.unfinished_items(s, batch)
         for item_id, position, source in todo:
             with self.sessions() as s:
-                if s.scalar(select(Batch.status).where(Batch.id == batch_id)) != "running":
+                if repo.status_of(s, batch) != BatchStatus.RUNNING:
                     break
             with self.sessions.begin() as s:
-                s.execute(update(BatchItem).where(BatchItem.id == item_id).values(status="analyzing"))
+                repo.update_item(s, batch, item_id, status=ItemStatus.ANALYZING)
             if on_start is not None:
                 on_start(Path(source).name)
             try:
                 video_id, reused = self._analyse_inline(source, batch, progress)
             except VideopipeError as exc:
-                self._fail_item(item_id, exc.type, exc.message)
+                self._fail_item(batch, item_id, exc.type, exc.message)
             except Exception as exc:
                 log.exception("analysing %s failed", source)
-                self._fail_item(item_id, "internal-error", f"{type(exc).__name__}: {exc}")
+                self._fail_item(batch, item_id, "internal-error", f"{type(exc).__name__}: {exc}")
             else:
                 self._finish_item(item_id, batch, video_id, reused)
             if on_item is not None:
                 with self.sessions() as s:
-                    row = s.get(BatchItem, item_id)
-                    assert row is not None
+                    row = repo.get_item(s, batch, item_id)
                     on_item(ItemOutcome(position, source, row.status, row.reused, row.error, row.tags or []))
-        self._close_if_finished(batch_id)
+        self._close_if_finished(batch)
 
     def _analyse_inline(self, source: str, batch: Batch, progress: Progress | None) -> tuple[str, bool]:
         """The video id for `source`, analysing it here unless the same content was analysed with the same
@@ -437,7 +385,7 @@ class Batches:
         if source.startswith("video:"):
             video_id = source.removeprefix("video:")
             status = self._video_status(batch, video_id)
-            if status != "ready":
+            if status != VideoStatus.READY:
                 raise BadRequest(f"video {video_id} is {status}, not analysed; analyse it first")
             return video_id, True
         path = Path(source)
@@ -446,18 +394,14 @@ class Batches:
         digest = sha256_file(path)
         wanted = settings_hash(self.settings, options)
         with self.sessions() as s:
-            found = s.scalars(
-                select(Video.id).join(Job, Job.video_id == Video.id)
-                .where(Video.tenant == batch.tenant, Video.content_hash == digest, Video.status == "ready",
-                       Job.status == "ready", Job.settings_hash == wanted)
-            ).first()  # fmt: skip
+            found = videos.reusable(s, batch.tenant, digest, wanted)
         if found is not None:
-            return str(found), True
+            return found, True
         opts = analysis.AnalyzeOptions.for_profile(options.get("profile", "general"), vlm=batch.vlm)
         workdir = Path(tempfile.mkdtemp(prefix="vp-tag-"))
         try:
             doc = analysis.analyze(path, workdir / "out", self.settings, opts, progress=progress)
-            video_id = self.pipeline.import_document(path, doc, workdir / "out", batch.tenant, options)
+            video_id = self.jobs.record_analysis(path, doc, workdir / "out", batch.tenant, options)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         return video_id, False

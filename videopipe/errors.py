@@ -80,6 +80,14 @@ class TooLarge(InputError):
     type = "too-large"
 
 
+def too_large(limit: int) -> TooLarge:
+    """A video larger than the server accepts (`limits.max_file_bytes`), however it came in."""
+    return TooLarge(
+        f"the upload is larger than this server accepts ({limit:,} bytes); split the video or ask the operator "
+        "to raise VIDEOPIPE_LIMITS__MAX_FILE_BYTES"
+    )
+
+
 class BadRequest(InputError):
     type = "bad-request"
 

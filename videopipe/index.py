@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from videopipe.config import Settings
-from videopipe.db.models import Moment, MomentVector
+from videopipe.db.models import MomentVector
+from videopipe.db.repos import moments
 
 log = logging.getLogger(__name__)
 
@@ -185,12 +185,7 @@ class VectorIndex:
         last = after_id
         while True:
             with self.sessions() as s:
-                rows = s.execute(
-                    select(MomentVector.moment_id, MomentVector.vector)
-                    .where(MomentVector.model == model, MomentVector.moment_id > last)
-                    .order_by(MomentVector.moment_id)
-                    .limit(batch)
-                ).all()
+                rows = moments.vectors_after_all_tenants(s, model, last, batch)
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
@@ -263,7 +258,7 @@ class VectorIndex:
 
     def _count(self, model: str) -> int:
         with self.sessions() as s:
-            return int(s.scalar(select(func.count()).select_from(MomentVector).where(MomentVector.model == model)) or 0)
+            return moments.vector_count_all_tenants(s, model)
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> Manifest | None:
         """A new index from the database for the configured embedding model (embedding the moments that have no
@@ -295,13 +290,12 @@ class VectorIndex:
 
         embedder = open_embedder(self.settings)
         with self.sessions() as s:
-            have = select(MomentVector.moment_id).where(MomentVector.model == embedder.name)
-            todo = [int(i) for i in s.scalars(select(Moment.id).where(Moment.id.not_in(have)).order_by(Moment.id))]
+            todo = moments.unembedded_all_tenants(s, embedder.name)
         done = 0
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
             with self.sessions.begin() as s:
-                rows = s.scalars(select(Moment).where(Moment.id.in_(chunk)).order_by(Moment.id)).all()
+                rows = moments.by_ids_all_tenants(s, chunk)
                 vectors = embedder.embed([moment_text(r) for r in rows])
                 s.add_all(vector_rows([r.id for r in rows], vectors, embedder.name))
             done += len(chunk)

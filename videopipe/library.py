@@ -18,14 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from videopipe.db.models import Chapter, Event, Job, Keyframe, Moment, Scene, TranscriptSegment, Video
-from videopipe.errors import BadRequest, EmptyFile, NotFound, TooLarge
+from videopipe.config import Settings
+from videopipe.db.models import Video, aware
+from videopipe.db.repos import results, videos
+from videopipe.errors import BadRequest, EmptyFile, NotFound, too_large
+from videopipe.jobs import JobEngine
 from videopipe.media.isolate import probe_isolated
 from videopipe.media.probe import VideoInfo
-from videopipe.pipeline import Pipeline, aware
+from videopipe.storage import BlobStore
 from videopipe.timefmt import fmt_time
 
 log = logging.getLogger(__name__)
@@ -173,19 +175,12 @@ class Staging:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def too_large(limit: int) -> TooLarge:
-    return TooLarge(
-        f"the upload is larger than this server accepts ({limit:,} bytes); split the video or ask the operator "
-        "to raise VIDEOPIPE_LIMITS__MAX_FILE_BYTES"
-    )
-
-
 class Library:
-    def __init__(self, pipeline: Pipeline) -> None:
-        self.pipeline = pipeline
-        self.sessions = pipeline.sessions
-        self.store = pipeline.store
-        self.settings = pipeline.settings
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], store: BlobStore, jobs: JobEngine) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.store = store
+        self.jobs = jobs
 
     # -- ingest --------------------------------------------------------------------------------------------
     @property
@@ -211,7 +206,7 @@ class Library:
         if path.stat().st_size == 0:
             raise EmptyFile(f"{path.name}: the upload is empty (0 bytes); send the video's bytes")
         info = probe_isolated(path, self.settings.limits)  # untrusted bytes: a limited child process reads them
-        sub = self.pipeline.submit(path, tenant, options, filename=path.name, content_hash=content_hash,
+        sub = self.jobs.submit(path, tenant, options, filename=path.name, content_hash=content_hash,
                                    media_type=media_type_of(info))  # fmt: skip
         return Ingested(sub.video_id, sub.job_id, sub.created, duplicate=not sub.new_video)
 
@@ -323,29 +318,19 @@ class Library:
         return removed
 
     # -- reading -------------------------------------------------------------------------------------------
-    def _video(self, s: Session, tenant: str, video_id: str) -> Video:
-        video = s.get(Video, video_id)
-        if video is None or video.tenant != tenant:
-            raise NotFound(f"no video {video_id}; GET /v1/videos lists yours")
-        return video
-
     def list_videos(
         self, tenant: str, limit: int = 50, offset: int = 0, status: str | None = None
     ) -> tuple[list[dict[str, Any]], int]:
         with self.sessions() as s:
-            q = select(Video).where(Video.tenant == tenant)
-            if status:
-                q = q.where(Video.status == status)
-            total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
-            rows = s.scalars(q.order_by(Video.created_at.desc(), Video.id).limit(limit).offset(offset)).all()
+            rows, total = videos.list_videos(s, tenant, limit, offset, status)
             return [self._describe(s, v) for v in rows], total
 
     def get_video(self, tenant: str, video_id: str) -> dict[str, Any]:
         with self.sessions() as s:
-            return self._describe(s, self._video(s, tenant, video_id))
+            return self._describe(s, videos.get_video(s, tenant, video_id))
 
-    def _describe(self, s: Any, video: Video) -> dict[str, Any]:
-        job = s.scalars(select(Job).where(Job.video_id == video.id).order_by(Job.created_at.desc()).limit(1)).first()
+    def _describe(self, s: Session, video: Video) -> dict[str, Any]:
+        job = videos.latest_job(s, video.tenant, video.id)
         return {
             "id": video.id,
             "filename": video.filename,
@@ -368,8 +353,7 @@ class Library:
 
     def document(self, tenant: str, video_id: str) -> dict[str, Any]:
         with self.sessions() as s:
-            self._video(s, tenant, video_id)
-        doc = self.pipeline.document(video_id)
+            doc = results.document(s, tenant, video_id)
         for k in doc["keyframes"]:
             k.pop("blob_key", None)
             k["image"] = f"keyframes/{k['index']}.jpg"
@@ -377,13 +361,6 @@ class Library:
 
     def rows(self, tenant: str, video_id: str, kind: str) -> list[dict[str, Any]]:
         """chapters, events, transcript or scenes of a video, in time order, with formatted times."""
-        model: Any
-        model, order = {
-            "chapters": (Chapter, Chapter.start_s),
-            "events": (Event, Event.start_s),
-            "transcript": (TranscriptSegment, TranscriptSegment.start_s),
-            "scenes": (Scene, Scene.index),
-        }[kind]
         fields = {
             "chapters": ("start_s", "end_s", "title", "summary", "source"),
             "events": ("start_s", "end_s", "label", "description", "bbox", "source"),
@@ -391,9 +368,8 @@ class Library:
             "scenes": ("index", "start_s", "end_s", "caption"),
         }[kind]
         with self.sessions() as s:
-            self._video(s, tenant, video_id)
             out = []
-            for r in s.scalars(select(model).where(model.video_id == video_id).order_by(order)):
+            for r in videos.result_rows(s, tenant, video_id, kind):
                 item = {f: getattr(r, f) for f in fields}
                 item["start"], item["end"] = fmt_time(r.start_s), fmt_time(r.end_s)
                 out.append(item)
@@ -402,8 +378,7 @@ class Library:
     @contextmanager
     def keyframe(self, tenant: str, video_id: str, n: int) -> Iterator[IO[bytes]]:
         with self.sessions() as s:
-            self._video(s, tenant, video_id)
-            key = s.scalar(select(Keyframe.blob_key).where(Keyframe.video_id == video_id, Keyframe.index == n))
+            key = videos.keyframe_key(s, tenant, video_id, n)
         if key is None:
             raise NotFound(f"video {video_id} has no keyframe {n}; its analysis lists the keyframes it has")
         with self.store.open(key) as f:
@@ -414,7 +389,7 @@ class Library:
         from videopipe.storage import LocalBlobStore
 
         with self.sessions() as s:
-            key = self._video(s, tenant, video_id).blob_key
+            key = videos.get_video(s, tenant, video_id).blob_key
         if key.startswith("external:"):
             return None  # the local library's files are the user's own: not served over HTTP
         if isinstance(self.store, LocalBlobStore):
@@ -425,7 +400,7 @@ class Library:
     @contextmanager
     def open_original(self, tenant: str, video_id: str) -> Iterator[IO[bytes]]:
         with self.sessions() as s:
-            key = self._video(s, tenant, video_id).blob_key
+            key = videos.get_video(s, tenant, video_id).blob_key
         if key.startswith("external:"):
             raise NotFound(f"video {video_id} is a local-library file; open it from disk")
         with self.store.open(key) as f:
@@ -434,32 +409,23 @@ class Library:
     # -- changing ------------------------------------------------------------------------------------------
     def reanalyze(self, tenant: str, video_id: str, options: dict[str, Any] | None = None) -> Ingested:
         with self.sessions() as s:
-            video = self._video(s, tenant, video_id)
+            video = videos.get_video(s, tenant, video_id)
             blob_key, filename = video.blob_key, video.filename
-            previous = s.scalars(
-                select(Job).where(Job.video_id == video_id).order_by(Job.created_at.desc()).limit(1)
-            ).first()
+            previous = videos.latest_job(s, tenant, video_id)
             merged = {**(previous.options if previous else {}), **(options or {})}
-        with self.pipeline.original(blob_key) as original:
-            sub = self.pipeline.submit(original, tenant, merged, filename=filename, force=True)
+        with self.jobs.original(blob_key) as original:
+            sub = self.jobs.submit(original, tenant, merged, filename=filename, force=True)
         return Ingested(sub.video_id, sub.job_id, sub.created, duplicate=True)
 
     def delete_video(self, tenant: str, video_id: str) -> None:
         """The video's rows (every table, by cascade), its keyframes, its original unless another tenant holds
         the same bytes, and its search-index entries."""
         with self.sessions.begin() as s:
-            video = self._video(s, tenant, video_id)
-            blob_key = video.blob_key
-            moment_ids = list(s.scalars(select(Moment.id).where(Moment.video_id == video_id)))
-            for job in s.scalars(select(Job).where(Job.video_id == video_id, Job.status.in_(("queued", "running")))):
-                job.cancel_requested = True
-            s.flush()
-            s.execute(delete(Video).where(Video.id == video_id))
-            shared = s.scalar(select(func.count()).select_from(Video).where(Video.blob_key == blob_key)) or 0
+            deleted = videos.delete_video(s, tenant, video_id)
         self.store.delete_prefix(f"keyframes/{video_id}/")
-        if not shared and not blob_key.startswith("external:"):  # the local library never owns the user's file
-            self.store.delete_prefix(blob_key)
+        if not deleted.shared and not deleted.blob_key.startswith("external:"):  # the user's own file stays
+            self.store.delete_prefix(deleted.blob_key)
         from videopipe.index import vector_index
 
-        vector_index(self.settings, self.sessions).remove(moment_ids)
+        vector_index(self.settings, self.sessions).remove(deleted.moment_ids)
         log.info("deleted video %s of tenant %s", video_id, tenant)

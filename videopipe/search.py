@@ -3,6 +3,7 @@ tsvector) by reciprocal rank fusion, always inside one tenant, optionally inside
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -12,11 +13,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from videopipe.config import Settings
-from videopipe.db.models import Moment, MomentVector
+from videopipe.db.repos import moments as repo
+from videopipe.db.repos.moments import FTS_WEIGHTS, Where
+from videopipe.db.repos.videos import get_video
 from videopipe.embeddings import QueryBatcher
 from videopipe.errors import BadRequest
 from videopipe.index import VectorIndex, vector_index
@@ -25,6 +28,8 @@ from videopipe.timefmt import fmt_time
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_CHARS = 500
 RECENT_QUERIES = 4096  # query vectors kept (about 1.5 kB each)
+STATS_TTL_S = 300.0  # how long a tenant's word counts and moment statistics are reused (they change slowly)
+_K1, _B = 1.2, 0.75  # BM25, as SQLite FTS5's bm25() has them
 
 
 # Words too common to say anything about where a moment is (they would make full-text matching scan everything).
@@ -58,7 +63,8 @@ class Searcher:
         self.settings = settings
         self.sessions = sessions
         self.index: VectorIndex = vector_index(settings, sessions)
-        self._df: dict[str, tuple[int, float]] = {}
+        self._df: dict[tuple[str, str], tuple[int, float]] = {}  # (tenant, word) -> (moments with it, when)
+        self._stats: dict[str, tuple[tuple[int, float], float]] = {}  # tenant -> ((moments, mean length), when)
         bind = sessions.kw.get("bind")
         assert isinstance(bind, Engine)
         self.engine = bind
@@ -99,20 +105,24 @@ class Searcher:
         end_s: float | None = None,
         limit: int = 10,
     ) -> list[dict[str, Any]]:
+        if video_id is not None:
+            with self.sessions() as s:
+                get_video(s, tenant, video_id)  # the tenant gate: another tenant's video is not found
         query = query.strip()
         if not query:
             raise BadRequest("the query is empty; say what to look for, e.g. q=red truck at the gate")
         if len(query) > MAX_QUERY_CHARS:
             raise BadRequest(f"the query is longer than {MAX_QUERY_CHARS} characters; shorten it")
         n = max(self.settings.search.candidates, limit)
+        where = Where(video_id, start_s, end_s)
         model, q = self._embed_query(query)  # before taking a connection: the model run is the slow part
         with self.engine.connect() as conn:  # one connection for the rest of the search (each checkout costs)
             self._local.conn = conn
             try:
-                vector_ids = self._vector_ranking(model, q, tenant, video_id, start_s, end_s, n)
-                lexical_ids = self._lexical_ranking(query, tenant, video_id, start_s, end_s, n)
+                vector_ids = self._vector_ranking(model, q, tenant, where, n)
+                lexical_ids = self._lexical_ranking(query, tenant, where, n)
                 fused = rrf([vector_ids, lexical_ids], self.settings.search.rrf_k)[:limit]
-                return self._hydrate(fused, query, vector_ids, lexical_ids, tenant, start_s, end_s)
+                return self._hydrate(fused, query, vector_ids, lexical_ids, tenant, where)
             finally:
                 self._local.conn = None
 
@@ -127,23 +137,10 @@ class Searcher:
             yield conn
 
     # -- rankers -------------------------------------------------------------------------------------------
-    def _vector_ranking(
-        self,
-        model: str,
-        q: np.ndarray,
-        tenant: str,
-        video_id: str | None,
-        start_s: float | None,
-        end_s: float | None,
-        n: int,
-    ) -> list[int]:
-        if video_id is not None:  # one video: exact, over its own vectors
+    def _vector_ranking(self, model: str, q: np.ndarray, tenant: str, where: Where, n: int) -> list[int]:
+        if where.video_id is not None:  # one video: exact, over its own vectors
             with self._connection() as c:
-                rows = c.execute(
-                    self._filtered(select(MomentVector.moment_id, MomentVector.vector), tenant, video_id, start_s,
-                                   end_s).join(Moment, Moment.id == MomentVector.moment_id)
-                    .where(MomentVector.model == model)
-                ).all()  # fmt: skip
+                rows = repo.video_vectors(c, tenant, model, where)
             if not rows:
                 return []
             matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1)
@@ -155,74 +152,61 @@ class Searcher:
             _, ids = self.index.search(q, k)
             if len(ids) == 0:
                 return []
-            found = self.moments.allowed(np.asarray(ids, np.int64), tenant, start_s, end_s)
+            found = self.moments.allowed(np.asarray(ids, np.int64), tenant, where.start_s, where.end_s)
             if len(found) >= n or len(ids) < k:
                 return found[:n]
             k *= 4
         return found[:n]
 
-    def _filtered(self, q: Any, tenant: str, video_id: str | None, start_s: float | None, end_s: float | None) -> Any:
-        q = q.where(Moment.tenant == tenant)
-        if video_id is not None:
-            q = q.where(Moment.video_id == video_id)
-        if start_s is not None:
-            q = q.where(Moment.end_s > start_s)
-        if end_s is not None:
-            q = q.where(Moment.start_s < end_s)
-        return q
-
-    def _lexical_ranking(
-        self, query: str, tenant: str, video_id: str | None, start_s: float | None, end_s: float | None, n: int
-    ) -> list[int]:
+    def _lexical_ranking(self, query: str, tenant: str, where: Where, n: int) -> list[int]:
         """Full-text ranking over the query's *distinctive* words (Elasticsearch's cutoff-frequency idea): words
         rarest first while the moments having any of them stay under `lexical_max_docs`; words found in more
         moments than that say little about where a moment is (the vector ranker covers their meaning) and
         ranking every moment that has them costs the most. Moments with all those words come first, then
-        moments with any of them."""
+        moments with any of them. Every count is the tenant's own: other tenants' moments change nothing."""
         terms = [t for t in (re.sub(r"\W", "", t) for t in query_terms(query)) if t]
-        rare = self._rare_terms(terms) if terms else []
+        rare = self._rare_terms(terms, tenant) if terms else []
         if not rare:
             return []
-        params: dict[str, Any] = {"tenant": tenant, "n": n}
-        where = ["m.tenant = :tenant"]
-        if video_id is not None:
-            where.append("m.video_id = :video")
-            params["video"] = video_id
-        if start_s is not None:
-            where.append("m.end_s > :start_s")
-            params["start_s"] = start_s
-        if end_s is not None:
-            where.append("m.start_s < :end_s")
-            params["end_s"] = end_s
-        ranked = self._full_text(rare, "and", where, params) if len(rare) > 1 else []
-        if len(ranked) < n:
-            seen = set(ranked)
-            ranked += [i for i in self._full_text(rare, "or", where, params) if i not in seen]
+        if self.dialect == "sqlite":
+            return self._bm25_ranking(rare, tenant, where, n)
+        with self._connection() as c:
+            ranked = repo.full_text_postgres(c, tenant, rare, "and", where, n) if len(rare) > 1 else []
+            if len(ranked) < n:
+                seen = set(ranked)
+                ranked += [i for i in repo.full_text_postgres(c, tenant, rare, "or", where, n) if i not in seen]
         return ranked[:n]
 
-    def _full_text(self, terms: list[str], op: str, where: list[str], params: dict[str, Any]) -> list[int]:
-        if self.dialect == "sqlite":
-            joiner = " OR " if op == "or" else " AND "
-            params = {**params, "match": joiner.join(f'"{t}"' for t in terms)}
-            sql = (
-                "SELECT m.id FROM moments_fts JOIN moments m ON m.id = moments_fts.rowid "
-                f"WHERE moments_fts MATCH :match AND {' AND '.join(where)} "
-                "ORDER BY bm25(moments_fts, 2.0, 1.5, 1.0) LIMIT :n"
-            )
-        else:
-            params = {**params, "tsq": (" | " if op == "or" else " & ").join(terms)}
-            sql = (
-                "SELECT m.id FROM moments m, to_tsquery('english', :tsq) q "
-                f"WHERE m.tsv @@ q AND {' AND '.join(where)} ORDER BY ts_rank_cd(m.tsv, q) DESC, m.id LIMIT :n"
-            )
+    def _bm25_ranking(self, rare: list[str], tenant: str, where: Where, n: int) -> list[int]:
+        """SQLite: BM25 as FTS5's bm25() computes it (column weights, k1, b), but over the tenant's moments only:
+        FTS5's own statistics (moment count, word counts, mean length) span every tenant's moments. The words
+        are rare by construction, so the moments having any of them are few (at most `lexical_max_docs`)."""
         with self._connection() as c:
-            return [int(r[0]) for r in c.execute(text(sql), params)]
+            counts = {t: repo.term_counts_sqlite(c, tenant, t, where) for t in rare}
+        total, mean_length = self._tenant_stats(tenant)
+        idf = {t: bm25_idf(total, self._doc_freq(t, tenant)) for t in rare}
+        lengths = {mid: length for found in counts.values() for mid, (_, length) in found.items()}
+        ranked = []
+        for mid, length in lengths.items():
+            norm = _K1 * (1 - _B + _B * length / mean_length) if mean_length > 0 else _K1
+            score, missing = 0.0, 0
+            for term in rare:
+                hit = counts[term].get(mid)
+                if hit is None:
+                    missing += 1
+                    continue
+                f = sum(w * c for w, c in zip(FTS_WEIGHTS, hit[0], strict=True))
+                score += idf[term] * f * (_K1 + 1) / (f + norm)
+            ranked.append((len(rare) > 1 and missing > 0, -score, mid))  # all the words first, then any
+        ranked.sort()
+        return [mid for _, _, mid in ranked[:n]]
 
-    def _rare_terms(self, terms: list[str]) -> list[str]:
-        """The query's words, rarest first, while the moments having any of them stay under `lexical_max_docs`."""
+    def _rare_terms(self, terms: list[str], tenant: str) -> list[str]:
+        """The query's words, rarest first, while the tenant's moments having any of them stay under
+        `lexical_max_docs`."""
         budget = self.settings.search.lexical_max_docs
         kept, total = [], 0
-        for term, df in sorted(((t, self._doc_freq(t)) for t in terms), key=lambda x: x[1]):
+        for term, df in sorted(((t, self._doc_freq(t, tenant)) for t in terms), key=lambda x: x[1]):
             if df == 0:
                 continue
             if total + df > budget:
@@ -231,22 +215,31 @@ class Searcher:
             total += df
         return kept
 
-    def _doc_freq(self, term: str) -> int:
-        """How many moments (all tenants) contain `term`; cached for a few minutes (it changes slowly)."""
+    def _doc_freq(self, term: str, tenant: str) -> int:
+        """How many of the tenant's moments contain `term`; cached for a few minutes (it changes slowly)."""
         now = time.monotonic()
-        cached = self._df.get(term)
-        if cached is not None and now - cached[1] < 300:
+        cached = self._df.get((tenant, term))
+        if cached is not None and now - cached[1] < STATS_TTL_S:
             return cached[0]
-        if self.dialect == "sqlite":
-            sql, params = "SELECT count(*) FROM moments_fts WHERE moments_fts MATCH :t", {"t": f'"{term}"'}
-        else:
-            sql, params = "SELECT count(*) FROM moments WHERE tsv @@ to_tsquery('english', :t)", {"t": term}
         with self._connection() as c:
-            df = int(c.execute(text(sql), params).scalar() or 0)
+            df = repo.doc_freq(c, tenant, term)
         if len(self._df) > 50_000:
             self._df.clear()
-        self._df[term] = (df, now)
+        self._df[(tenant, term)] = (df, now)
         return df
+
+    def _tenant_stats(self, tenant: str) -> tuple[int, float]:
+        """(the tenant's moment count, their mean length in characters), cached like the word counts."""
+        now = time.monotonic()
+        cached = self._stats.get(tenant)
+        if cached is not None and now - cached[1] < STATS_TTL_S:
+            return cached[0]
+        with self._connection() as c:
+            stats = repo.text_stats(c, tenant)
+        if len(self._stats) > 10_000:
+            self._stats.clear()
+        self._stats[tenant] = (stats, now)
+        return stats
 
     # -- results -------------------------------------------------------------------------------------------
     def _hydrate(
@@ -256,29 +249,24 @@ class Searcher:
         vector_ids: list[int],
         lexical_ids: list[int],
         tenant: str,
-        start_s: float | None,
-        end_s: float | None,
+        where: Where,
     ) -> list[dict[str, Any]]:
-        """The hits' rows. Tenant and time range are checked again here, on the rows themselves: the in-memory
-        filter is an optimisation, this is the guarantee (and deleted moments drop out)."""
+        """The hits' rows, read with the tenant's condition (the in-memory filter of index hits is an
+        optimisation, this is the guarantee) and the time range checked again (deleted moments drop out)."""
         if not fused:
             return []
-        ids = ",".join(str(int(i)) for i, _ in fused)  # integers from our own rankers: safe to inline
-        sql = (
-            "SELECT m.id, m.video_id, m.tenant, m.start_s, m.end_s, m.speech, m.screen_text, m.caption, "
-            f"m.keyframe_index, v.filename, v.blob_key FROM moments m JOIN videos v ON v.id = m.video_id "
-            f"WHERE m.id IN ({ids})"
-        )
         with self._connection() as c:
-            rows = {r.id: r for r in c.execute(text(sql))}
+            rows = repo.hits(c, tenant, [i for i, _ in fused])
         terms = query_terms(query)
         top = fused[0][1]
         out = []
         for moment_id, score in fused:
             m = rows.get(moment_id)
-            if m is None or m.tenant != tenant:
+            if m is None:
                 continue
-            if (start_s is not None and m.end_s <= start_s) or (end_s is not None and m.start_s >= end_s):
+            if (where.start_s is not None and m.end_s <= where.start_s) or (
+                where.end_s is not None and m.start_s >= where.end_s
+            ):
                 continue
             field, snippet = best_text(m, terms)
             out.append({
@@ -289,6 +277,12 @@ class Searcher:
                 "ranks": {"vector": _rank(vector_ids, m.id), "lexical": _rank(lexical_ids, m.id)},
             })  # fmt: skip
         return out
+
+
+def bm25_idf(total: int, having: int) -> float:
+    """FTS5's inverse document frequency: log((N - n + 0.5) / (n + 0.5)), never below a tiny positive value."""
+    idf = math.log((total - having + 0.5) / (having + 0.5)) if total else 0.0
+    return idf if idf > 0 else 1e-6
 
 
 class MomentTable:
@@ -308,8 +302,7 @@ class MomentTable:
     def _extend(self) -> None:
         with self._lock:
             with self.engine.connect() as c:
-                rows = c.execute(select(Moment.id, Moment.tenant, Moment.start_s, Moment.end_s)
-                                 .where(Moment.id > self.max_id).order_by(Moment.id)).all()  # fmt: skip
+                rows = repo.all_tenants_after(c, self.max_id)
             if not rows:
                 return
             n = len(rows)

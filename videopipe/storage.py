@@ -17,7 +17,7 @@ from typing import IO, Any, Protocol
 from urllib.parse import urlparse
 
 from videopipe.config import Settings
-from videopipe.errors import BadRequest, BlobMissing, ConfigError, NotFound
+from videopipe.errors import BadRequest, BlobMissing, ConfigError, NotFound, too_large
 
 CHUNK = 1024 * 1024
 
@@ -175,8 +175,6 @@ def read_s3_object(url: str, settings: Settings) -> Iterator[IO[bytes]]:
         obj = _s3_client().get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
     if obj.get("ContentLength", 0) > settings.limits.max_file_bytes:
         obj["Body"].close()
-        from videopipe.library import too_large
-
         raise too_large(settings.limits.max_file_bytes)
     try:
         yield obj["Body"]

@@ -21,7 +21,7 @@ from typing import Any
 from PIL import Image
 
 from videopipe.config import Settings
-from videopipe.errors import VLMError
+from videopipe.errors import VLMError, VLMUnavailable
 from videopipe.progress import NullProgress, Progress
 from videopipe.timefmt import fmt_time
 from videopipe.vlm import BackendChoice, VLMBackend
@@ -320,8 +320,12 @@ def understand(
     settings: Settings,
     progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
+    *,
+    fallback: bool = True,
 ) -> UnderstandingResult:
-    """Fill chapters/events/captions/tags for an analysis document whose keyframes live under `base_dir`."""
+    """Fill chapters/events/captions/tags for an analysis document whose keyframes live under `base_dir`.
+    A model that fails falls back to extractive chapters (the failure reported in ``vlm``), except, with
+    `fallback=False`, a model server that cannot be reached: that raises `VLMUnavailable`, worth a retry."""
     progress = progress or NullProgress()
     if choice.backend is None:
         info = {"backend": "none", "model": None, "prompt_tokens": 0, "completion_tokens": 0, "frames": 0,
@@ -331,6 +335,8 @@ def understand(
     try:
         result = runner.run(progress)
     except VLMError as exc:
+        if not fallback and isinstance(exc, VLMUnavailable):
+            raise
         info = runner._vlm_info([]) | {"error": exc.message, "error_type": exc.type}
         return UnderstandingResult(
             extractive_chapters(doc), [], {}, [], info | {"reason": choice.reason}, runner.prompts

@@ -20,17 +20,17 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from videopipe.db.models import Upload, new_id, utcnow
-from videopipe.errors import BadRequest, Conflict, NotFound
-from videopipe.library import Ingested, Library, safe_filename, too_large
-from videopipe.pipeline import aware
+from videopipe.config import Settings
+from videopipe.db.models import new_id, utcnow
+from videopipe.db.repos import uploads as repo
+from videopipe.errors import BadRequest, Conflict, NotFound, too_large
+from videopipe.library import Ingested, Library, safe_filename
 
 log = logging.getLogger(__name__)
 
@@ -84,25 +84,15 @@ class Completed:
     length: int
 
 
-def _unclaimed(now: datetime) -> ColumnElement[bool]:
-    """In SQL: no request holds the upload (no claim, or one whose lease ran out)."""
-    return or_(Upload.claim.is_(None), Upload.claim_until < now)
-
-
-def _held(row: Upload, now: datetime) -> bool:
-    """In Python: some request holds the upload now."""
-    return row.claim is not None and row.claim_until is not None and aware(row.claim_until) >= now
-
-
 def _lost(upload_id: str) -> Conflict:
     return Conflict(f"upload {upload_id} was taken over by another request; HEAD it for the offset and go on")
 
 
 class Uploads:
-    def __init__(self, library: Library) -> None:
-        self.library = library
-        self.sessions = library.sessions
-        self.settings = library.settings
+    def __init__(self, settings: Settings, sessions: sessionmaker[Session], library: Library) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.library = library  # a finished upload is ingested like any file
 
     @property
     def folder(self) -> Path:
@@ -120,24 +110,15 @@ class Uploads:
         if length > self.settings.limits.max_file_bytes:
             raise too_large(self.settings.limits.max_file_bytes)
         with self.sessions.begin() as s:
-            row = Upload(tenant=tenant, length=length, offset=0, filename=safe_filename(filename), options=options)
-            s.add(row)
-            s.flush()
-            upload_id = row.id
+            upload_id = repo.create(s, tenant, length, safe_filename(filename), options)
         self.part_path(upload_id).touch()
         return upload_id
 
     def get(self, tenant: str, upload_id: str) -> dict[str, Any]:
         with self.sessions() as s:
-            row = self._row(s, tenant, upload_id)
+            row = repo.get(s, tenant, upload_id)
             return {"id": row.id, "length": row.length, "offset": row.offset, "filename": row.filename,
                     "complete": row.offset >= row.length, "video_id": row.video_id}  # fmt: skip
-
-    def _row(self, s: Session, tenant: str, upload_id: str) -> Upload:
-        row = s.get(Upload, upload_id)
-        if row is None or row.tenant != tenant:
-            raise NotFound(f"no upload {upload_id}; start a new one with POST /v1/uploads")
-        return row
 
     # -- one PATCH: claim, write, save, complete ----------------------------------------------------------------
     def claim(self, tenant: str, upload_id: str, offset: int) -> Claim | Completed:
@@ -146,15 +127,10 @@ class Uploads:
         (the client did not hear the answer to its last PATCH and asks again)."""
         token, now = new_id(), utcnow()
         with self.sessions.begin() as s:
-            taken = s.execute(
-                update(Upload)
-                .where(Upload.id == upload_id, Upload.tenant == tenant, Upload.offset == offset,
-                       Upload.video_id.is_(None), _unclaimed(now))
-                .values(claim=token, claim_until=now + timedelta(seconds=CLAIM_LEASE_S))
-            ).rowcount  # type: ignore[attr-defined]  # fmt: skip
-            row = self._row(s, tenant, upload_id)
+            taken = repo.claim(s, tenant, upload_id, offset, token, now + timedelta(seconds=CLAIM_LEASE_S), now)
+            row = repo.get(s, tenant, upload_id)
             length, current, video_id = row.length, row.offset, row.video_id
-            held = row.claim != token and _held(row, now)
+            held = row.claim != token and repo.held(row, now)
         if taken:
             return Claim(upload_id, tenant, token, offset, length)
         if video_id is not None:
@@ -172,7 +148,7 @@ class Uploads:
         confirmed and are dropped), as an unbuffered descriptor: nothing is written behind the claim's back."""
         path = self.part_path(claim.upload_id)
         if claim.offset > 0 and not path.exists():
-            self._remove(claim.upload_id)
+            self._remove(claim.tenant, claim.upload_id)
             raise NotFound(f"upload {claim.upload_id}: the bytes received so far are gone; start a new upload")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
@@ -200,8 +176,7 @@ class Uploads:
         if offset is not None:
             values["offset"] = offset
         with self.sessions.begin() as s:
-            kept = s.execute(update(Upload).where(Upload.id == claim.upload_id, Upload.claim == claim.token)
-                             .values(**values)).rowcount  # type: ignore[attr-defined]  # fmt: skip
+            kept = repo.update_claimed(s, claim.tenant, claim.upload_id, claim.token, **values)
         if not kept:
             claim.lost = True
             raise _lost(claim.upload_id)
@@ -209,20 +184,19 @@ class Uploads:
 
     def release(self, claim: Claim) -> None:
         with self.sessions.begin() as s:
-            s.execute(update(Upload).where(Upload.id == claim.upload_id, Upload.claim == claim.token)
-                      .values(claim=None, claim_until=None))  # fmt: skip
+            repo.update_claimed(s, claim.tenant, claim.upload_id, claim.token, claim=None, claim_until=None)
 
     def complete(self, claim: Claim) -> Ingested:
         """Ingest a finished upload while holding its claim. Afterwards the upload records its video (a repeated
         final PATCH is answered from it); when ingesting fails, the upload and its bytes are gone."""
         upload_id = claim.upload_id
         with self.sessions() as s:
-            row = self._row(s, claim.tenant, upload_id)
+            row = repo.get(s, claim.tenant, upload_id)
             filename, options = row.filename, dict(row.options or {})
         final = self.folder / upload_id / filename
         part = self.part_path(upload_id)
         if not part.exists() and not final.exists():
-            self._remove(upload_id)
+            self._remove(claim.tenant, upload_id)
             raise NotFound(f"upload {upload_id}: the bytes received are gone; start a new upload")
         final.parent.mkdir(exist_ok=True)
         try:
@@ -230,13 +204,12 @@ class Uploads:
                 os.replace(part, final)
             ingested = self.library.ingest_file(final, claim.tenant, options)
         except BaseException:
-            self._remove(upload_id)
+            self._remove(claim.tenant, upload_id)
             raise
         finally:
             shutil.rmtree(final.parent, ignore_errors=True)
         with self.sessions.begin() as s:
-            s.execute(update(Upload).where(Upload.id == upload_id)
-                      .values(video_id=ingested.video_id, claim=None, claim_until=None))  # fmt: skip
+            repo.record_video(s, claim.tenant, upload_id, ingested.video_id)
         return ingested
 
     # -- removing ---------------------------------------------------------------------------------------------
@@ -244,16 +217,14 @@ class Uploads:
         """tus termination: the upload and its bytes go, unless a PATCH is under way (`Conflict`)."""
         now = utcnow()
         with self.sessions.begin() as s:
-            gone = s.execute(delete(Upload).where(Upload.id == upload_id, Upload.tenant == tenant, _unclaimed(now))
-                             ).rowcount  # type: ignore[attr-defined]  # fmt: skip
-            if not gone:
-                self._row(s, tenant, upload_id)
+            if not repo.delete_unclaimed(s, tenant, upload_id, now):
+                repo.get(s, tenant, upload_id)
                 raise Conflict(f"upload {upload_id} is receiving a PATCH; abandon it once that ends")
         self._remove_files(upload_id)
 
-    def _remove(self, upload_id: str) -> None:
+    def _remove(self, tenant: str, upload_id: str) -> None:
         with self.sessions.begin() as s:
-            s.execute(delete(Upload).where(Upload.id == upload_id))
+            repo.remove(s, tenant, upload_id)
         self._remove_files(upload_id)
 
     def _remove_files(self, upload_id: str) -> None:
@@ -265,11 +236,7 @@ class Uploads:
         now = utcnow()
         cutoff = now - timedelta(seconds=self.settings.api.upload_expiry_s)
         with self.sessions.begin() as s:
-            stale = (Upload.updated_at < cutoff, Upload.video_id.is_(None), _unclaimed(now))
-            old = s.scalars(select(Upload).where(*stale)).all()
-            ids = [r.id for r in old]
-            for r in old:
-                s.delete(r)
+            ids = repo.expire_all_tenants(s, cutoff, now)
         for upload_id in ids:
             self._remove_files(upload_id)
         return len(ids)
@@ -293,8 +260,8 @@ class Uploads:
         if not candidates:
             return 0
         with self.sessions() as s:
-            rows = {r.id: r for r in s.scalars(select(Upload).where(Upload.id.in_(list(candidates))))}
-            busy = {i for i, r in rows.items() if _held(r, now)}
+            rows = repo.by_ids_all_tenants(s, candidates)
+            busy = {i for i, r in rows.items() if repo.held(r, now)}
         removed = 0
         for upload_id, paths in candidates.items():
             for path in paths:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
 from videopipe.ask import fetch_keyframes, resized
+from videopipe.config import Settings
 from videopipe.errors import VLMError
-from videopipe.pipeline import Pipeline
+from videopipe.storage import BlobStore
 from videopipe.tagging import TAG_SYSTEM, Label, TagScore, parse_vlm_tags, tag_instructions, tag_schema
 from videopipe.vlm import Prompt, select_backend
 from videopipe.vlm.parsing import fmt_mmss
@@ -21,15 +23,21 @@ from videopipe.vlm.prompts import timed_lines
 
 
 def vlm_tags(
-    pipeline: Pipeline, video_id: str, labels: Sequence[Label] | None, top_k: int, vlm: str
+    settings: Settings,
+    store: BlobStore,
+    document: Callable[[], dict[str, Any]],
+    labels: Sequence[Label] | None,
+    top_k: int,
+    vlm: str,
 ) -> list[TagScore] | None:
-    """The model's tags, or None when no model is available (the caller tags without one).
+    """The model's tags, or None when no model is available (the caller tags without one). `document`: the
+    video's analysis document (read only when a model is there).
     Raises VLMError when the model fails or answers nothing usable (twice: it is asked once more)."""
-    choice = select_backend(pipeline.settings, vlm)
+    choice = select_backend(settings, vlm)
     backend = choice.backend
     if backend is None:
         return None
-    doc = pipeline.document(video_id)
+    doc = document()
     duration = float(doc["video"]["duration_s"] or 0.0)
     size = (int(doc["video"]["width"] or 640), int(doc["video"]["height"] or 360))
     parts = [f"Video: {Path(doc['video']['path']).name}, {fmt_mmss(duration)} long."]
@@ -41,14 +49,14 @@ def vlm_tags(
         parts += ["On-screen text:", *shown]
     parts.append(tag_instructions(labels, top_k))
     text = "\n".join(parts)
-    u = pipeline.settings.understanding
+    u = settings.understanding
     planner = TokenPlanner(backend.count_text, backend.spec)
     probe = Prompt(TAG_SYSTEM, text, frames=[(0.0, Image.new("RGB", (32, 32)))])
     candidates = [FrameCandidate(k["t_s"], k["scene_index"], k.get("score", 0.0), k["index"]) for k in doc["keyframes"]]
     plan = planner.plan(candidates, size, backend.count_prompt_text(probe), u)
     workdir = Path(tempfile.mkdtemp(prefix="vp-tags-"))
     try:
-        images = fetch_keyframes(pipeline.store, doc, workdir)
+        images = fetch_keyframes(store, doc, workdir)
         frames = [(c.t_s, resized(images[int(c.ref)], plan.width, plan.height)) for c in plan.frames]
         prompt = Prompt(TAG_SYSTEM, text, frames, u.duplicate_frames, json_schema=tag_schema(labels))
         try:

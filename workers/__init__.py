@@ -1,4 +1,4 @@
-"""Celery app and thin tasks that call videopipe's pipeline stages (ids in, `Pipeline.run_stage` out).
+"""Celery app and thin tasks that run videopipe's stages through its job engine (ids in, `JobEngine.run_stage` out).
 
 Queues: ``cpu`` (perceive), ``gpu`` (understand), ``index`` (index). Tasks are ``acks_late`` with
 ``reject_on_worker_lost`` and prefetch 1, so a killed worker's stage goes back to the queue; the database,

@@ -1,4 +1,5 @@
-"""Thin tasks: open the pipeline, run the stage, let Celery retry transient failures with backoff."""
+"""Thin tasks: build the services once per process, run the stage the message names. Retries are the job
+engine's (one budget, `jobs.max_attempts`, counted in the database), not Celery's."""
 
 from __future__ import annotations
 
@@ -12,39 +13,44 @@ import time
 from celery.signals import worker_process_init, worker_ready
 
 from videopipe.config import Settings
-from videopipe.db import database_url, make_engine, make_session_factory
-from videopipe.pipeline import Pipeline, TransientError, open_pipeline
-from videopipe.storage import open_store
-from workers.celery_app import CeleryDispatcher, app
+from videopipe.dispatch import RUN_STAGE_TASK, CeleryDispatcher
+from videopipe.services import Services, open_services
+from workers.celery_app import app
 
 log = logging.getLogger(__name__)
 
 
+def _open(pooled: bool = True) -> Services:
+    """The services of a worker: its own Celery app sends the next stages; the schema is the operator's
+    (`videopipe db upgrade`), never migrated by a worker (many pool processes would race on it)."""
+    return open_services(Settings(), dispatch="celery", dispatcher=CeleryDispatcher(app), migrate=False, pooled=pooled)
+
+
 @functools.cache
-def pipeline() -> Pipeline:
-    return open_pipeline(Settings(), CeleryDispatcher(app))
+def services() -> Services:
+    return _open()
 
 
 @worker_process_init.connect
 def _fresh_connections(**_: object) -> None:
-    pipeline.cache_clear()  # never share a parent's database connections with a forked child
+    services.cache_clear()  # never share a parent's database connections with a forked child
 
 
 @worker_ready.connect
 def _start_reconciler(**_: object) -> None:
     """Every worker, however it was started, reconciles at once (stages of a worker killed before it came up
     are sent again now, not after the broker's visibility timeout) and then every `jobs.reconcile_every_s`,
-    one worker at a time (`Pipeline.reconcile_if_elected`). Runs in the worker's main process, which forks
-    the pool's children: its pipeline opens a connection per round and keeps none between rounds."""
+    one worker at a time (`JobEngine.reconcile_if_elected`). Runs in the worker's main process, which forks
+    the pool's children: its services open a connection per round and keep none between rounds."""
     threading.Thread(target=_reconcile_forever, name="vp-reconciler", daemon=True).start()
 
 
 def _reconcile_forever() -> None:
     settings = Settings()
-    engine = make_engine(database_url(settings), pooled=False)
-    reconciler = Pipeline(make_session_factory(engine), open_store(settings), settings, CeleryDispatcher(app))
+    reconciler = None
     while True:
-        try:
+        try:  # the database may be away when the worker starts: keep trying, never give up the thread
+            reconciler = reconciler or _open(pooled=False).jobs
             sent = reconciler.reconcile_if_elected()
             if sent:
                 log.info("reconciler sent %d stage runs again", len(sent))
@@ -53,15 +59,13 @@ def _reconcile_forever() -> None:
         time.sleep(settings.jobs.reconcile_every_s)
 
 
-@app.task(name="videopipe.run_stage", bind=True, acks_late=True, reject_on_worker_lost=True,
-          autoretry_for=(TransientError,), retry_backoff=2, retry_backoff_max=120, retry_jitter=True,
-          max_retries=8)  # fmt: skip
+@app.task(name=RUN_STAGE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_stage(self: object, stage_run_id: str) -> str:
     hostname = getattr(getattr(self, "request", None), "hostname", None) or socket.gethostname()
-    return pipeline().run_stage(stage_run_id, worker=f"{hostname}/{os.getpid()}")
+    return services().jobs.run_stage(stage_run_id, worker=f"{hostname}/{os.getpid()}")
 
 
 @app.task(name="videopipe.reconcile")
 def reconcile() -> int:
     """The beat schedule's round (workers started with --beat); every worker also runs one on its own timer."""
-    return len(pipeline().reconcile_if_elected() or [])
+    return len(services().jobs.reconcile_if_elected() or [])

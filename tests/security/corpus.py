@@ -394,7 +394,7 @@ def mux_packet_copy(path: Path, codec: str, pix_fmt: str, declared: tuple[int, i
 
 
 def write_tone(path: Path, seconds: float = 2.0) -> Path:
-    from videopipe.samples import write_audio_only
+    from videopipe.testing.media import write_audio_only
 
     return write_audio_only(path, duration_s=seconds)
 

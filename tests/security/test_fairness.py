@@ -14,9 +14,10 @@ from videopipe.config import JobSettings, Settings
 from videopipe.db import make_engine, make_session_factory
 from videopipe.db.migrate import upgrade
 from videopipe.db.models import Job, StageRun, utcnow
-from videopipe.pipeline import EmbeddedRunner, Pipeline
-from videopipe.samples import write_sample_video
+from videopipe.dispatch import EmbeddedRunner
+from videopipe.jobs import JobEngine
 from videopipe.storage import LocalBlobStore
+from videopipe.testing.media import write_sample_video
 
 FAST = {"asr": False, "ocr": False, "motion": False, "vlm": "none"}
 
@@ -28,9 +29,9 @@ def fair(tmp_path: Path) -> Any:
     engine = make_engine(url)
     sessions = make_session_factory(engine)
     settings = Settings(data_dir=tmp_path, jobs=JobSettings(lease_s=30, embedded_concurrency=2))
-    holder: dict[str, Pipeline] = {}
+    holder: dict[str, JobEngine] = {}
     runner = EmbeddedRunner(lambda: holder["p"], concurrency=2, per_tenant=settings.jobs.max_running_per_tenant)
-    holder["p"] = Pipeline(sessions, LocalBlobStore(tmp_path / "blobs"), settings, runner)
+    holder["p"] = JobEngine(sessions, LocalBlobStore(tmp_path / "blobs"), settings, runner)
     yield holder["p"], runner, sessions
     runner.shutdown()
     engine.dispose()
@@ -96,17 +97,17 @@ def test_an_item_another_replica_is_still_ingesting_is_not_failed_as_deleted(tmp
     in a child process); the other must see it as in flight, not fail it as "deleted before it was tagged"."""
     from sqlalchemy import update
 
-    from videopipe.batches import Batches
-    from videopipe.db.models import BatchItem
-    from videopipe.pipeline import open_pipeline
+    from videopipe.db.models import Batch, BatchItem
+    from videopipe.services import open_services
 
     settings = Settings(data_dir=tmp_path)
-    pipeline = open_pipeline(settings, migrate=True)
-    batches = Batches(pipeline)
+    pipeline = open_services(settings, dispatch="none", migrate=True)
+    batches = pipeline.batches
     batch_id = batches.create("t", [str(tmp_path / "clip.mp4")])
     with pipeline.sessions() as s:
         item_id = s.scalars(select(BatchItem.id).where(BatchItem.batch_id == batch_id)).one()
-    assert batches._claim(item_id)  # replica A took it and is ingesting it now
+        batch = s.get(Batch, batch_id)
+    assert batch is not None and batches._claim(batch, item_id)  # replica A took it and is ingesting it now
     batches.advance(batch_id, max_in_flight=4)  # replica B's round
     with pipeline.sessions() as s:
         assert s.get(BatchItem, item_id).status == "analyzing"

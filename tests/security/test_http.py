@@ -31,14 +31,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.conftest import POSTGRES_ADMIN_URL, live_server
-from tests.security.conftest import videopipe_serve
+from tests.support.serve import videopipe_serve
+from tests.support.servers import POSTGRES_ADMIN_URL, live_server
 from videopipe.auth import KeyStore
 from videopipe.config import ApiSettings, Settings
 from videopipe.db import make_engine, make_session_factory
 from videopipe.db.migrate import upgrade
-from videopipe.db.scratch import scratch_database
-from videopipe.samples import write_sample_video
+from videopipe.testing.databases import scratch_database
+from videopipe.testing.media import write_sample_video
 
 MiB = 1024 * 1024
 MAX_FILE = 4 * MiB
@@ -515,10 +515,10 @@ def test_a_missing_original_is_a_404_not_a_500_or_a_cut_short_200(world: World, 
 def test_abandoned_upload_files_are_swept_at_start_up(tmp_path: Path) -> None:
     from api.app import create_app
     from videopipe.db.models import Upload
-    from videopipe.pipeline import open_pipeline
+    from videopipe.services import open_services
 
     settings = Settings(data_dir=tmp_path, vlm="none", api=ApiSettings(staging_expiry_s=600))
-    pipeline = open_pipeline(settings, migrate=True)
+    pipeline = open_services(settings, dispatch="none", migrate=True)
     incoming, uploads = tmp_path / "incoming", tmp_path / "uploads"
     dead = incoming / "incoming-dead1234"
     alive = incoming / "incoming-alive123"
@@ -538,7 +538,7 @@ def test_abandoned_upload_files_are_swept_at_start_up(tmp_path: Path) -> None:
     old = (dead, dead / "video.mp4", orphan_part, orphan_dir, orphan_dir / "video.mp4", uploads / f"{kept_id}.part")
     for path in old:
         os.utime(path, (long_ago, long_ago))
-    with live_server(create_app(settings, pipeline, background=False)) as base:
+    with live_server(create_app(pipeline, background=False)) as base:
         assert httpx.get(f"{base}/healthz").status_code == 200
     assert not dead.exists() and not orphan_part.exists() and not orphan_dir.exists()
     assert (alive / "video.mp4").exists() and (uploads / f"{kept_id}.part").exists()
@@ -548,12 +548,12 @@ def test_abandoned_upload_files_are_swept_at_start_up(tmp_path: Path) -> None:
 # -- keys, open mode, /metrics ---------------------------------------------------------------------------------------
 def test_revoking_the_only_key_does_not_reopen_the_server(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from api.app import create_app
-    from videopipe.pipeline import open_pipeline
+    from videopipe.services import open_services
 
     settings = Settings(data_dir=tmp_path, vlm="none")
-    pipeline = open_pipeline(settings, migrate=True)
+    pipeline = open_services(settings, dispatch="none", migrate=True)
     keys = KeyStore(pipeline.sessions)
-    with live_server(create_app(settings, pipeline, background=False)) as base:
+    with live_server(create_app(pipeline, background=False)) as base:
         assert httpx.get(f"{base}/v1/videos").status_code == 200  # open: no key has ever existed
         key_id, _ = keys.create("acme")
         deadline = time.monotonic() + 10
@@ -566,7 +566,7 @@ def test_revoking_the_only_key_does_not_reopen_the_server(tmp_path: Path, caplog
             assert httpx.get(f"{base}/v1/videos").status_code == 401, "revoking the only key reopened the server"
             time.sleep(0.25)
     caplog.set_level("INFO", logger="api")
-    with live_server(create_app(settings, pipeline, background=False)) as base:  # a restart stays closed too
+    with live_server(create_app(pipeline, background=False)) as base:  # a restart stays closed too
         _problem(httpx.get(f"{base}/v1/videos"), 401, "unauthorized")
     assert any("VIDEOPIPE_API__AUTH=open" in r.getMessage() for r in caplog.records if r.name == "api")
     pipeline.sessions.kw["bind"].dispose()
@@ -587,7 +587,7 @@ def test_a_revoked_key_is_refused_within_a_second_by_another_process(world: Worl
 
 def test_metrics_answer_loopback_clients_only_or_the_token(world: World, quiet: Server, tmp_path: Path) -> None:
     from api.app import create_app
-    from videopipe.pipeline import open_pipeline
+    from videopipe.services import open_services
 
     # Behind a local proxy the client is who X-Forwarded-For names (uvicorn trusts it from 127.0.0.1).
     assert httpx.get(f"{quiet.base}/metrics").status_code == 200
@@ -601,8 +601,8 @@ def test_metrics_answer_loopback_clients_only_or_the_token(world: World, quiet: 
     assert {k: c["ok"] for k, c in outside.items()} == {k: c["ok"] for k, c in inside.items()}
 
     settings = Settings(data_dir=tmp_path, vlm="none", api=ApiSettings(metrics_token="s3cret-token"))
-    pipeline = open_pipeline(settings, migrate=True)
-    with live_server(create_app(settings, pipeline, background=False)) as base:
+    pipeline = open_services(settings, dispatch="none", migrate=True)
+    with live_server(create_app(pipeline, background=False)) as base:
         _problem(httpx.get(f"{base}/metrics"), 403, "forbidden")  # a token is set: loopback is not enough
         _problem(httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer wrong"}), 403, "forbidden")
         ok = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer s3cret-token",

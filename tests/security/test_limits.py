@@ -16,7 +16,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.conftest import ffmpeg
+from tests.support.media import ffmpeg
 from videopipe import errors
 from videopipe.analysis import check_job_options
 from videopipe.config import AnalysisSettings, LimitSettings
@@ -24,7 +24,7 @@ from videopipe.media import iter_analysis_frames, probe
 from videopipe.media.container import open_media
 from videopipe.media.isolate import probe_isolated
 from videopipe.perception.audio import iter_audio_chunks
-from videopipe.samples import write_sample_video
+from videopipe.testing.media import write_sample_video
 
 
 @pytest.fixture
@@ -245,15 +245,15 @@ def test_job_options_are_checked_in_the_core() -> None:
 
 
 def test_open_media_is_the_only_door() -> None:
-    """Every module that reads media goes through open_media (the writers in samples.py are our own files)."""
+    """Every module that reads media goes through open_media (videopipe.testing.media writes our own files)."""
     root = Path(__file__).resolve().parents[2]
     offenders = [
         str(p.relative_to(root))
         for package in ("videopipe", "api", "workers")
         for p in (root / package).rglob("*.py")
         if re.search(r"\bav\s*\.\s*open\b|from av import open", p.read_text())
-        # samples.py writes our own synthetic media (and reads back the WAV it synthesised a moment before)
-        and p.name not in ("container.py", "samples.py")
+        # testing/media.py writes our own synthetic media (and reads back the WAV it synthesised a moment before)
+        and str(p.relative_to(root)) not in ("videopipe/media/container.py", "videopipe/testing/media.py")
     ]
     assert offenders == []
     assert open_media  # the door itself

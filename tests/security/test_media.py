@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.security.conftest import Listener, Measurements, Server, server_env
 from tests.security.corpus import ANY_INPUT_ERROR, CLASSES, SPECS, Corpus, Entry, spec
+from tests.support.serve import Listener, Measurements, Server, server_env
 
 MB = 1024 * 1024
 # Peak RSS growth of the server process while one upload is answered (and analysed).

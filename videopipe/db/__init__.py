@@ -1,7 +1,7 @@
 """The database: SQLAlchemy 2 models, the session factory, and the repository functions.
 
 PostgreSQL in production (``VIDEOPIPE_DATABASE_URL``), a SQLite file in the data directory by default; the
-same Alembic migrations (``migrations/``) build both. Job and stage state live here, not in the broker.
+same Alembic migrations (``videopipe/db/migrations/``) build both. Job and stage state live here, not in the broker.
 """
 
 from videopipe.db.models import Base

@@ -9,14 +9,15 @@ from alembic.config import Config
 
 from videopipe.errors import ConfigError
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+# Package data (pyproject.toml), so a wheel install migrates as well as a checkout does.
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(url: str) -> Config:
     if not (MIGRATIONS / "env.py").exists():
         raise ConfigError(
-            f"the migrations folder is missing ({MIGRATIONS}); run from a videopipe checkout or "
-            "an installation that includes migrations/"
+            f"the migrations folder is missing ({MIGRATIONS}): this videopipe installation is incomplete; "
+            "reinstall it (pip install --force-reinstall videopipe)"
         )
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -32,9 +33,41 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-JOB_STATES = ("queued", "running", "ready", "failed", "cancelled")
-STAGE_STATES = ("pending", "running", "done", "failed", "skipped", "cancelled")
-STAGES = ("perceive", "understand", "index")
+class JobStatus(StrEnum):
+    """A job's (and its video's) state. StrEnum: members are the strings stored in the columns."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    READY = "ready"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+LIVE_JOB = (JobStatus.QUEUED, JobStatus.RUNNING)  # a job someone still works on (or will)
+# A video's status mirrors its latest job's: the same values.
+VideoStatus = JobStatus
+
+
+class StageState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # outputs for the same inputs were already stored
+    CANCELLED = "cancelled"
+
+
+FINISHED_STAGE = (StageState.DONE, StageState.FAILED, StageState.SKIPPED, StageState.CANCELLED)
+
+
+class Stage(StrEnum):
+    """The stage graph, in order: perceive (cpu) -> understand (gpu) -> index."""
+
+    PERCEIVE = "perceive"
+    UNDERSTAND = "understand"
+    INDEX = "index"
+
+
 
 
 def new_id() -> str:
@@ -43,6 +76,11 @@ def new_id() -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def aware(dt: datetime) -> datetime:
+    """SQLite hands back naive datetimes for timezone-aware columns; they were written in UTC."""
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)
 
 
 class Base(DeclarativeBase):
@@ -275,8 +313,23 @@ class Upload(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
-BATCH_STATES = ("running", "done", "cancelled")
-ITEM_STATES = ("pending", "analyzing", "done", "failed", "cancelled")
+class BatchStatus(StrEnum):
+    RUNNING = "running"
+    DONE = "done"  # every item finished (tagged or failed)
+    CANCELLED = "cancelled"
+
+
+class ItemStatus(StrEnum):
+    """A batch item's state."""
+
+    PENDING = "pending"
+    ANALYZING = "analyzing"  # claimed: its file is being ingested or analysed
+    DONE = "done"  # tagged
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED_ITEM = (ItemStatus.DONE, ItemStatus.FAILED, ItemStatus.CANCELLED)
 
 
 class Batch(Base):
