@@ -32,7 +32,11 @@ class Hit(BaseModel):
     end_s: float
     start: str
     end: str
-    score: float = Field(description="Fused score relative to the best hit (1.0)")
+    score: float = Field(
+        description="Absolute relevance in [0, 1], comparable across queries (not relative to the best hit): the "
+        "embedding similarity, calibrated, combined with the share of the query's words the moment contains; "
+        "0.5 and up is what `ask` answers from (search.ask_min_score)"
+    )
     text: str = Field(description="The matching text: speech, on-screen text or caption")
     matched_in: str
     keyframe_url: str | None
@@ -63,7 +67,8 @@ class Answer(BaseModel):
     question: str
     answer: str
     citations: list[Citation]
-    mode: str = Field(description="whole-video, retrieved-moments (Qwen3-VL) or extractive (no model)")
+    mode: str = Field(description="whole-video, retrieved-moments (Qwen3-VL), extractive (no model), or no-match "
+                      "(no moment scores `search.ask_min_score`: nothing in the video answers the question)")
     model: str | None
     confidence: float | None
     note: str | None

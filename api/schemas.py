@@ -110,6 +110,7 @@ class Segment(BaseModel):
     start: str
     end: str
     text: str
+    language: str | None = Field(None, description="Spoken language (ISO 639-1, e.g. 'en', 'de'); null: not known")
 
 
 class SceneOut(BaseModel):

@@ -2,6 +2,7 @@
 
     python benchmarks/scenes.py --preset 720p10min     # 10-minute 1280x720 H.264, 25 fps
     python benchmarks/scenes.py --preset 1080p3min     # 3-minute 1920x1080 H.264, 30 fps
+    python benchmarks/scenes.py --photos 600 --height 360  # dissolves, fades, short shots: real photographs
 
 The file is generated once (cached in benchmarks/.media/) with hard cuts at known times: shots of 1.5-12 s,
 each a textured scene panned by a moving camera with an object crossing it. Every method runs in this one
@@ -194,6 +195,133 @@ def main() -> None:
             f"{r['vs_decode']} | {r.get('precision', '')} | {r.get('recall', '')} | {r.get('f1', '')} |"
         )
     print(f"\npeak Python-side memory (tracemalloc) during one videopipe pass: {peak_mb:.1f} MB")
+
+
+# --- Gradual transitions and short shots: footage from real photographs --------------------------------------
+#
+#     python benchmarks/scenes.py --photos 600             # 10 minutes, 1280x720, 25 fps (generated once, cached)
+#     python benchmarks/scenes.py --photos 60 --transnet   # also TransNetV2 on the CPU (~20 frames/s)
+
+
+def make_photo_media(seconds: int, width: int = 1280, height: int = 720) -> tuple[Path, dict[str, object]]:
+    from videopipe.testing.photos import flash_frames_for, random_photo_shots, write_photo_footage
+
+    MEDIA.mkdir(exist_ok=True)
+    stem = f"photos{seconds}_{height}p"
+    path, truth_file = MEDIA / f"{stem}.mp4", MEDIA / f"{stem}.truth.json"
+    if not (path.exists() and truth_file.exists()):
+        rng = np.random.default_rng(seconds)
+        shots = random_photo_shots(float(seconds), 25.0, rng)
+        flashes = flash_frames_for(shots, rng, every_s=20.0, fps=25.0)
+        print(f"generating {path} ({len(shots)} shots)...", file=sys.stderr)
+        f = write_photo_footage(path, shots, width=width, height=height, fps=25.0, seed=seconds, flash_frames=flashes)
+        truth_file.write_text(
+            json.dumps(
+                {"cuts_s": f.cut_times_s, "transitions": f.transitions, "flashes_s": f.flash_times_s, "fps": 25.0}
+            )
+        )
+    return path, json.loads(truth_file.read_text())
+
+
+def score_boundaries(found: list[float], truth: dict[str, object], duration_s: float) -> dict[str, object]:
+    fps = float(truth["fps"])  # type: ignore[arg-type]
+    frame = 1 / fps
+    spans = [(float(lo), float(hi)) for lo, hi, _ in truth["transitions"]]  # type: ignore[attr-defined]
+    cuts = [float(c) for c in truth["cuts_s"]]  # type: ignore[attr-defined]
+    in_span = [t for t in found if any(lo - frame <= t <= hi + frame for lo, hi in spans)]
+    outside = [t for t in found if t not in in_span]
+    recalled = sum(1 for lo, hi in spans if any(lo - frame <= t <= hi + frame for t in found))
+    extra_in_span = len(in_span) - recalled  # a transition split in two counts as one false boundary
+    tp, fp, fn = match_cuts(outside, cuts, tolerance_s=0.5 * frame)
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return {
+        "gradual_recall": round(recalled / len(spans), 3) if spans else None,
+        "false_per_10min": round((fp + max(0, extra_in_span)) * 600 / duration_s, 2),
+        "cut_f1": round(2 * p * r / (p + r), 3) if p + r else 0.0,
+    }
+
+
+def photos_main(seconds: int, with_transnet: bool, rounds: int, height: int) -> None:
+    path, truth = make_photo_media(seconds, height * 16 // 9, height)
+    info = probe(path)
+    d = info.duration_s
+    n_trans = len(truth["transitions"])  # type: ignore[arg-type]
+    rows: list[dict[str, object]] = []
+
+    def gradual_pass(on: bool) -> tuple[int, list[float]]:
+        from videopipe.config import SceneSettings
+
+        result = run_pass(info, Settings(scenes=SceneSettings(gradual=on)))
+        return result.frames, [s.start_s for s in result.scenes[1:]]
+
+    methods: list[tuple[str, Callable[[], tuple[int, list[float]]]]] = [
+        ("pure decode (PyAV, threaded)", lambda: pure_decode(path)),
+        ("videopipe pass (cuts + dissolves/fades)", lambda: gradual_pass(True)),
+        ("videopipe pass, hard cuts only (before)", lambda: gradual_pass(False)),
+    ]
+    walls: dict[str, list[float]] = {name: [] for name, _ in methods}
+    cpus: dict[str, list[float]] = {name: [] for name, _ in methods}  # CPU time: steadier on a loaded machine
+    found: dict[str, tuple[int, list[float]]] = {}
+    for _ in range(rounds):
+        for name, fn in methods:
+            cpu0 = time.process_time()
+            wall, n, cuts, _ = measure(fn)
+            cpus[name].append(time.process_time() - cpu0)
+            walls[name].append(wall)
+            found[name] = (n, cuts)
+    cpu_decode = statistics.median(cpus[methods[0][0]])
+    for name, _ in methods:
+        row: dict[str, object] = {"method": name, "wall_s": round(statistics.median(walls[name]), 2)}
+        row["fps"] = round(found[name][0] / statistics.median(walls[name]), 1)
+        row["cpu_vs_decode"] = round(cpu_decode / statistics.median(cpus[name]), 2)
+        if not name.startswith("pure"):
+            row.update(score_boundaries(found[name][1], truth, d))
+        rows.append(row)
+    wall, n, cuts, _ = measure(lambda: pyscenedetect(path, "adaptive"))
+    rows.append({"method": "PySceneDetect AdaptiveDetector()", "wall_s": round(wall, 2), "fps": round(n / wall, 1)})
+    rows[-1].update(score_boundaries(cuts, truth, d))
+    if with_transnet:
+        from videopipe.scenes_transnet import TransNetDetector
+
+        det = TransNetDetector(threads=2)
+        started = time.perf_counter()
+        res = det.detect_file(path)
+        wall = time.perf_counter() - started
+        rows.append(
+            {"method": "TransNetV2 (CPU, 2 threads)", "wall_s": round(wall, 2), "fps": round(res.frames / wall, 1)}
+        )
+        rows[-1].update(score_boundaries(res.cut_times_s, truth, d))
+    decode_fps = float(rows[0]["fps"])  # type: ignore[arg-type]
+    for row in rows:
+        row["vs_decode"] = round(float(row["fps"]) / decode_fps, 2)  # type: ignore[arg-type]
+    print(
+        f"{path.name}: {info.width}x{info.height} {info.codec}, {info.fps:g} fps, {d:.0f} s, "
+        f"{len(truth['cuts_s'])} hard cuts, {n_trans} dissolves/fades, {len(truth['flashes_s'])} one-frame flashes; "  # type: ignore[arg-type]
+        f"{platform.machine()}, {os.cpu_count()} cores, PyAV {av.__version__}, Python {platform.python_version()}"
+    )
+    print(
+        "| method | frames/s | × pure decode (wall) | × pure decode (CPU time) | gradual recall "
+        "| false boundaries / 10 min | hard-cut F1 |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['method']} | {r['fps']} | {r['vs_decode']} | {r.get('cpu_vs_decode', '')} | "
+            f"{r.get('gradual_recall', '')} | {r.get('false_per_10min', '')} | {r.get('cut_f1', '')} |"
+        )
+
+
+if __name__ == "__main__" and "--photos" in sys.argv:
+    _ap = argparse.ArgumentParser()
+    _ap.add_argument("--photos", type=int, required=True, help="seconds of photo footage")
+    _ap.add_argument("--transnet", action="store_true")
+    _ap.add_argument("--rounds", type=int, default=3)
+    _ap.add_argument("--height", type=int, default=720, help="frame height (16:9)")
+    _a = _ap.parse_args()
+    cv2.setNumThreads(1)
+    photos_main(_a.photos, _a.transnet, _a.rounds, _a.height)
+    sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 #   python3-venv       the Makefile builds a virtual environment
 #   docker-compose     validates docker-compose.yml in the tests (`docker-compose config`; needs no engine)
 #   wrk                the HTTP load generator of benchmarks/search.py
+#   fonts-dejavu-core  real fonts (sans, serif, monospace) for the generated slide decks of the tests
 set -euo pipefail
 
 need=()
@@ -15,6 +16,7 @@ ls /usr/share/tesseract-ocr/*/tessdata/eng.traineddata >/dev/null 2>&1 || need+=
 python3 -c "import venv, ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
 { docker compose version || command -v docker-compose; } >/dev/null 2>&1 || need+=(docker-compose)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

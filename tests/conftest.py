@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import runpy
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +19,12 @@ SUPPORT = Path(__file__).parent / "support"
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SUPPORT), os.environ.get("PYTHONPATH")]))
 # Keep the namespace: the torch.library.Library object in it must outlive the session.
 TORCHVISION_SHIM = runpy.run_path(str(SUPPORT / "sitecustomize.py"))  # the file child processes load
+
+# Tests never read or write the user's own library (~/.local/share/videopipe): this process and every process it
+# starts (CLI runs, servers, workers) get a scratch data folder unless a test sets its own.
+DATA_DIR = tempfile.mkdtemp(prefix="vp-tests-data-")
+os.environ["VIDEOPIPE_DATA_DIR"] = DATA_DIR
+atexit.register(shutil.rmtree, DATA_DIR, True)
 
 # `tests.support` is imported as a package from the checkout's root: on sys.path with `python -m pytest` (the
 # Makefile's way), put there for a bare `pytest` too.

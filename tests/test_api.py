@@ -492,7 +492,7 @@ def test_search_and_ask_over_http_stay_inside_the_tenant(api: Api, lecture_id: s
         assert r.status_code == 200, r.text
         first = r.json()["items"][0]
         assert first["video_id"] == lecture_id and first["start_s"] == 6.0 and "volcano" in first["text"].lower()
-        scores = [h["score"] for h in r.json()["items"]]  # relative to the top hit: 1.0 first, then falling
+        scores = [h["score"] for h in r.json()["items"]]  # absolute relevance in (0, 1], falling
         assert scores == sorted(scores, reverse=True) and all(0 < x <= 1 for x in scores)
         assert first["link"] == f"/v1/videos/{lecture_id}/media#t=6.000"
         assert alpha.get(first["keyframe_url"]).headers["content-type"] == "image/jpeg"

@@ -65,6 +65,7 @@ def test_default_data_dir_is_per_user_and_a_home_path_is_expanded(
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("VIDEOPIPE_DATA_DIR", raising=False)  # conftest points every test at a scratch folder
     assert Settings().data_dir == tmp_path / "xdg" / "videopipe"  # platformdirs: the user's data folder
     monkeypatch.setenv("VIDEOPIPE_DATA_DIR", "~/videos/vp")
     assert Settings().data_dir == tmp_path / "home" / "videos" / "vp"

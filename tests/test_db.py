@@ -98,3 +98,23 @@ def test_db_upgrade_command_on_the_default_sqlite_and_on_postgres(pg_url: str, t
     assert "is at head" in proc.stdout
     proc = run_cli("db", "downgrade", "base", cwd=tmp_path, env={"VIDEOPIPE_DATABASE_URL": pg_url})
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_database_migrated_by_a_newer_videopipe_is_one_clear_error(tmp_path: Path) -> None:
+    """A revision this videopipe does not know (a newer version migrated the database; a downgrade) is the user's
+    setup, not a bug: exit 2, one line that says what to do, for every command that opens the database."""
+    from sqlalchemy import text
+
+    from tests.support.cli import run_cli
+
+    data = tmp_path / "data"
+    assert run_cli("db", "upgrade", cwd=tmp_path, env={"VIDEOPIPE_DATA_DIR": str(data)}).returncode == 0
+    engine = make_engine(f"sqlite:///{data / 'videopipe.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    for args in (("db", "upgrade"), ("status", "0123456789abcdef0123456789abcdef"), ("search", "anything")):
+        proc = run_cli(*args, cwd=tmp_path, env={"VIDEOPIPE_DATA_DIR": str(data)})
+        assert proc.returncode == 2, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "newer videopipe" in lines[0] and "internal error" not in lines[0], lines

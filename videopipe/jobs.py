@@ -69,7 +69,8 @@ def settings_hash(settings: Settings, options: dict[str, Any]) -> str:
     """What decides a job's outputs besides the bytes of the video."""
     relevant = settings.model_dump(
         mode="json",
-        include={"analysis", "scenes", "keyframes", "perception", "motion", "understanding", "vlm", "vlm_model"},
+        include={"analysis", "scenes", "slides", "keyframes", "perception", "motion", "understanding", "vlm",
+                 "vlm_model"},
     )
     blob = json.dumps({"settings": relevant, "options": options, "schema": SCHEMA_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -231,6 +232,7 @@ class JobEngine:
         opts = AnalyzeOptions.for_profile(
             options.get("profile", "general"), no_asr=not options.get("asr", True),
             no_ocr=not options.get("ocr", True), no_motion=not options.get("motion", True),
+            no_slides=not options.get("slides", True),
         )  # fmt: skip
         workdir = Path(tempfile.mkdtemp(prefix="vp-perceive-"))
         try:

@@ -8,7 +8,8 @@ Every frame that `CutDetector` releases is scored as it passes:
   mean thumbnail (a frame in the middle of a flash or of a passing obstruction is far from it).
 
 Frames within ``guard_s`` of a cut (either side) are the blended or half-decoded ones; they are picked only
-when a scene has nothing else. Only a few candidates per time slot are kept, so memory does not grow with
+when a scene has nothing else. Frames inside a dissolve or fade (`SceneFrame.in_transition`) are never picked
+while the scene has any other frame. Only a few candidates per time slot are kept, so memory does not grow with
 the length of a scene. A scene gets one keyframe plus one per ``extra_every_s`` of its length (spread evenly
 across it), and the whole video stays within ``max_total`` by taking extras away from the scenes that have
 the most, never a scene's last one.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -77,7 +79,9 @@ class KeyframeSelector:
         in_guard = sf.frame.t_s - state.start_s < self.settings.guard_s
         thumb = cv2.resize(sf.frame.luma, _THUMB, interpolation=cv2.INTER_AREA)
         quality = math.log1p(sharpness(sf.frame.luma)) - 0.5 * math.log1p(sf.change)
-        if in_guard:
+        if sf.in_transition:
+            quality -= 2 * _GUARD_PENALTY
+        elif in_guard:
             quality -= _GUARD_PENALTY
         else:
             state.thumb_sum = thumb.astype(np.float32) if state.thumb_sum is None else state.thumb_sum + thumb
@@ -89,11 +93,14 @@ class KeyframeSelector:
         elif cand.quality > slot[0].quality:
             heapq.heapreplace(slot, cand)
 
-    def select(self, scenes: list[Scene]) -> list[Keyframe]:
+    def select(self, scenes: list[Scene], forced: Sequence[tuple[int, float, float]] = ()) -> list[Keyframe]:
+        """The keyframes of `scenes`. `forced` (pts, time, score): frames that must be keyframes (each state of
+        a slide, videopipe.perception.slides); in a scene that has any, they replace the scene's own picks."""
         counts = self._counts(scenes)
         chosen: list[Keyframe] = []
+        by_scene = _forced_by_scene(scenes, forced)
         for scene in scenes:
-            chosen.extend(self._pick(scene, counts[scene.index]))
+            chosen.extend(by_scene.get(scene.index) or self._pick(scene, counts[scene.index]))
         chosen.sort(key=lambda k: k.pts)
         return chosen
 
@@ -145,3 +152,15 @@ class KeyframeSelector:
             best = max(candidates, key=final)
             picks.append(Keyframe(best.pts, best.t_s, scene.index, round(final(best), 3)))
         return picks
+
+
+def _forced_by_scene(scenes: list[Scene], forced: Sequence[tuple[int, float, float]]) -> dict[int, list[Keyframe]]:
+    """Forced keyframes grouped by the scene whose span holds their time (one per pts)."""
+    out: dict[int, list[Keyframe]] = {}
+    seen: set[int] = set()
+    for pts, t_s, score in forced:
+        scene = next((sc for sc in scenes if sc.start_s <= t_s < sc.end_s), scenes[-1] if scenes else None)
+        if scene is not None and pts not in seen:
+            seen.add(pts)
+            out.setdefault(scene.index, []).append(Keyframe(pts, t_s, scene.index, score))
+    return out

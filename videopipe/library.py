@@ -364,7 +364,7 @@ class Library:
         fields = {
             "chapters": ("start_s", "end_s", "title", "summary", "source"),
             "events": ("start_s", "end_s", "label", "description", "bbox", "source"),
-            "transcript": ("start_s", "end_s", "text"),
+            "transcript": ("start_s", "end_s", "text", "language"),
             "scenes": ("index", "start_s", "end_s", "caption"),
         }[kind]
         with self.sessions() as s:

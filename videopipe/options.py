@@ -12,9 +12,10 @@ from videopipe.errors import BadRequest
 
 PROFILES = {
     # What each kind of footage needs: lectures speak and show text; fixed cameras move.
-    "general": {"asr": True, "ocr": True, "motion": True},
-    "lecture": {"asr": True, "ocr": True, "motion": False},
-    "surveillance": {"asr": False, "ocr": False, "motion": True},
+    # Slides: new slides and build-up steps inside a scene whose template stays the same.
+    "general": {"asr": True, "ocr": True, "motion": True, "slides": False},
+    "lecture": {"asr": True, "ocr": True, "motion": False, "slides": True},
+    "surveillance": {"asr": False, "ocr": False, "motion": True, "slides": False},
 }
 
 
@@ -24,12 +25,20 @@ class AnalyzeOptions:
     asr: bool = True
     ocr: bool = True
     motion: bool = True
+    slides: bool = False
     dump_prompt: Path | None = None  # write the exact prompts sent to the model here
     profile: str = "general"
 
     @classmethod
     def for_profile(
-        cls, profile: str, *, no_asr: bool = False, no_ocr: bool = False, no_motion: bool = False, **kwargs: Any
+        cls,
+        profile: str,
+        *,
+        no_asr: bool = False,
+        no_ocr: bool = False,
+        no_motion: bool = False,
+        no_slides: bool = False,
+        **kwargs: Any,
     ) -> AnalyzeOptions:
         """The profile's stages, minus any switched off explicitly."""
         base = PROFILES[profile]
@@ -37,6 +46,7 @@ class AnalyzeOptions:
             asr=base["asr"] and not no_asr,
             ocr=base["ocr"] and not no_ocr,
             motion=base["motion"] and not no_motion,
+            slides=base["slides"] and not no_slides,
             profile=profile,
             **kwargs,
         )
@@ -52,6 +62,7 @@ class AnalysisOptions(BaseModel):
     asr: bool = True
     ocr: bool = True
     motion: bool = True
+    slides: bool = True  # slide changes inside a constant template (on in the lecture profile)
 
 
 def check_job_options(options: dict[str, Any]) -> dict[str, Any]:

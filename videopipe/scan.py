@@ -20,6 +20,7 @@ from videopipe.media.decode import iter_analysis_frames
 from videopipe.media.grab import grab_frames
 from videopipe.media.probe import VideoInfo, check_complete
 from videopipe.options import AnalyzeOptions
+from videopipe.perception.slides import SlideDetector, split_scenes
 from videopipe.progress import NullProgress, Progress
 from videopipe.scenes import CutDetector, Scene, SceneFrame
 from videopipe.schema import SCHEMA_VERSION
@@ -50,8 +51,10 @@ def run_pass(
     consumers: Sequence[FrameConsumer] = (),
     progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
+    slides: SlideDetector | None = None,
 ) -> PassResult:
-    """The single low-resolution decode pass: cuts, keyframe scores and every consumer, in one go."""
+    """The single low-resolution decode pass: cuts, keyframe scores and every consumer, in one go. `slides`:
+    new slides inside a scene split it, and every slide state is a keyframe."""
     progress = progress or NullProgress()
     warnings: list[str] = []
 
@@ -63,6 +66,8 @@ def run_pass(
     detector = CutDetector(settings.scenes)
     selector = KeyframeSelector(settings.keyframes)
     sinks: list[Callable[[SceneFrame], None]] = [selector.push, *(c.push for c in consumers)]
+    if slides is not None:
+        sinks.append(slides.push)
     progress.start("scan", info.duration_s or 1.0)
     started = time.perf_counter()
     frames = 0
@@ -91,7 +96,10 @@ def run_pass(
     if info.duration_s and last_end < info.duration_s and info.duration_s - last_end < 2.0:
         scenes[-1].end_s = info.duration_s  # the container's duration includes the last frame's length
     progress.update(info.duration_s or last_end)
-    return PassResult(info, scenes, selector.select(scenes), frames, decode_s, warnings)
+    keyframes = selector.select(scenes, slides.keyframes if slides is not None else ())
+    if slides is not None:
+        scenes, keyframes = split_scenes(scenes, keyframes, slides.changes, settings.scenes.min_scene_s)
+    return PassResult(info, scenes, keyframes, frames, decode_s, warnings)
 
 
 def _r(t: float) -> float:
@@ -124,6 +132,8 @@ def build_document(result: PassResult, images: dict[int, str], options: AnalyzeO
                 "end_s": _r(s.end_s),
                 "start": fmt_time(s.start_s),
                 "end": fmt_time(s.end_s),
+                # A dissolve or fade into this scene: its span (the scene starts in its middle); None after a cut.
+                "transition": [_r(s.transition_in[0]), _r(s.transition_in[1])] if s.transition_in else None,
             }
             for s in result.scenes
         ],

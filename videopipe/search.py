@@ -1,5 +1,9 @@
 """Hybrid moment search: vector similarity (FAISS) fused with full-text matching (SQLite FTS5 / PostgreSQL
-tsvector) by reciprocal rank fusion, always inside one tenant, optionally inside one video and a time range."""
+tsvector) by reciprocal rank fusion, always inside one tenant, optionally inside one video and a time range.
+
+Each hit's `score` is absolute (see `relevance`): how well that moment's words match the query, on a scale that
+means the same for every query, so a first hit that matches nothing scores low instead of 1.0. Reciprocal rank
+fusion picks the candidates; the score orders them."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from videopipe.config import Settings
+from videopipe.config import SearchSettings, Settings
 from videopipe.db.repos import moments as repo
 from videopipe.db.repos.moments import FTS_WEIGHTS, Where
 from videopipe.db.repos.videos import get_video
@@ -28,6 +32,7 @@ from videopipe.timefmt import fmt_time
 _WORD = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_CHARS = 500
 RECENT_QUERIES = 4096  # query vectors kept (about 1.5 kB each)
+RESCORED = 20  # fused candidates whose absolute score is computed (the results are the best of them by score)
 STATS_TTL_S = 300.0  # how long a tenant's word counts and moment statistics are reused (they change slowly)
 _K1, _B = 1.2, 0.75  # BM25, as SQLite FTS5's bm25() has them
 
@@ -41,12 +46,58 @@ _STOPWORDS = (
     "under until up very was we were what when where which while who whom why will with would you your"
 )
 STOPWORDS = frozenset(_STOPWORDS.split())
+# Words that frame a question about a video rather than say what it is about ("when does the speaker explain
+# X"): they take part in ranking but not in how much of the query a moment's words cover.
+_FRAMING = (
+    "speaker speakers presenter narrator say says said saying talk talks talked talking mention mentions mentioned "
+    "discuss discusses discussed discussion explain explains explained explanation describe describes described "
+    "show shows shown showed video videos clip lecture lectures slide slides part moment happen happens happened "
+    "define defines defined tell tells told mean means meant thing things something anything there here time "
+    "introduce introduces introduced talked covered cover covers"
+)
+FRAMING = frozenset(_FRAMING.split())
 
 
 def query_terms(query: str) -> list[str]:
     words = [w.lower() for w in _WORD.findall(query)]
     kept = [w for w in words if (len(w) > 1 or w.isdigit()) and w not in STOPWORDS]
     return list(dict.fromkeys(kept))[:32]
+
+
+def stem(word: str) -> str:
+    """A crude, language-light stem for coverage matching: lower case, a plural "s" dropped, the first five
+    letters (volcanoes/volcano, galaxies/galaxy, erupts/eruption agree)."""
+    w = word.lower()
+    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        w = w[:-1]
+    return w[:5]
+
+
+def stem_pattern(term: str) -> re.Pattern[str]:
+    """Matches, in lower-case text, the words whose `stem` is the term's (a faster test than stemming them all); a
+    stem shorter than five letters also with the usual endings (heat: heats, heated, heating)."""
+    st = re.escape(stem(term))
+    return re.compile(rf"\b{st}" if len(stem(term)) == 5 else rf"\b{st}(?:s|es|ed|ing|er|ers)?\b")
+
+
+def relevance(cosine: float | None, coverage: float, s: SearchSettings) -> float:
+    """The absolute score of a moment for a query, in [0, 1]: about how likely the moment is to say or show what
+    the query asks for, the same scale for every query.
+
+    - semantic: the embedding cosine through a logistic curve, 0.5 at `relevance_cos_mid` (all-MiniLM-L6-v2 puts
+      unrelated text at -0.05-0.25, topical but unanswering text at 0.25-0.42, paraphrases of what a moment says
+      above about 0.43, or 0.34 when the moment is a paragraph), `relevance_cos_width` its steepness; never exactly
+      0 or 1 (a moment without a vector: 0);
+    - coverage: the share of the query's content words (weighted by how rare they are in the tenant's moments,
+      framing words like "speaker" or "explain" left out) that the moment's words contain;
+    - score = 1 - (1 - semantic) * (1 - lexical_weight * coverage): either signal alone can make a moment
+      relevant, both together make it more so, neither leaves it near 0.
+
+    Calibrated on labelled questions with and without answers (benchmarks/ask.py, benchmarks/README.md)."""
+    semantic = 0.0
+    if cosine is not None:
+        semantic = 1.0 / (1.0 + math.exp(-(cosine - s.relevance_cos_mid) / s.relevance_cos_width))
+    return 1.0 - (1.0 - semantic) * (1.0 - s.lexical_weight * min(1.0, max(0.0, coverage)))
 
 
 def rrf(rankings: list[list[int]], k: int) -> list[tuple[int, float]]:
@@ -121,8 +172,8 @@ class Searcher:
             try:
                 vector_ids = self._vector_ranking(model, q, tenant, where, n)
                 lexical_ids = self._lexical_ranking(query, tenant, where, n)
-                fused = rrf([vector_ids, lexical_ids], self.settings.search.rrf_k)[:limit]
-                return self._hydrate(fused, query, vector_ids, lexical_ids, tenant, where)
+                fused = rrf([vector_ids, lexical_ids], self.settings.search.rrf_k)[: max(limit, RESCORED)]
+                return self._hydrate(fused, query, model, q, vector_ids, lexical_ids, tenant, where, limit)
             finally:
                 self._local.conn = None
 
@@ -241,26 +292,40 @@ class Searcher:
         self._stats[tenant] = (stats, now)
         return stats
 
+    def _term_weights(self, terms: list[str], tenant: str) -> dict[str, float]:
+        """How much each content word of the query counts in coverage: log(1 + N / (df + 0.5)) over the tenant's
+        N moments (a word no moment has counts the most: the query asks for something that is not there)."""
+        total, _ = self._tenant_stats(tenant)
+        return {t: math.log1p(total / (self._doc_freq(t, tenant) + 0.5)) for t in terms}
+
     # -- results -------------------------------------------------------------------------------------------
     def _hydrate(
         self,
         fused: list[tuple[int, float]],
         query: str,
+        model: str,
+        q: np.ndarray,
         vector_ids: list[int],
         lexical_ids: list[int],
         tenant: str,
         where: Where,
+        limit: int,
     ) -> list[dict[str, Any]]:
-        """The hits' rows, read with the tenant's condition (the in-memory filter of index hits is an
-        optimisation, this is the guarantee) and the time range checked again (deleted moments drop out)."""
+        """The best `limit` hits by absolute score (fusion order among equal scores), their rows read with the
+        tenant's condition (the in-memory filter of index hits is an optimisation, this is the guarantee) and the
+        time range checked again (deleted moments drop out)."""
         if not fused:
             return []
         with self._connection() as c:
-            rows = repo.hits(c, tenant, [i for i, _ in fused])
+            rows = repo.hits(c, tenant, [i for i, _ in fused], model)
         terms = query_terms(query)
-        top = fused[0][1]
-        out = []
-        for moment_id, score in fused:
+        content = [t for t in terms if t not in FRAMING] or terms
+        weights = self._term_weights([t for t in (re.sub(r"\W", "", t) for t in content) if t], tenant)
+        total_weight = sum(weights.values())
+        patterns = [(stem_pattern(t), w) for t, w in weights.items()]
+        settings = self.settings.search
+        scored = []
+        for moment_id, _ in fused:
             m = rows.get(moment_id)
             if m is None:
                 continue
@@ -268,13 +333,23 @@ class Searcher:
                 where.end_s is not None and m.start_s >= where.end_s
             ):
                 continue
+            cosine = float(np.frombuffer(m.vector, dtype="<f4") @ q) if m.vector is not None else None
+            said = f"{m.caption or ''} {m.screen_text or ''} {m.speech or ''}".lower()
+            covered = sum(w for p, w in patterns if p.search(said))
+            coverage = covered / total_weight if total_weight > 0 else 0.0
+            scored.append((round(relevance(cosine, coverage, settings), 4), m, cosine, coverage))
+        scored.sort(key=lambda x: -x[0])  # stable: fusion order among equal scores
+        out = []
+        for score, m, cosine, coverage in scored[:limit]:
             field, snippet = best_text(m, terms)
             out.append({
                 "moment_id": m.id, "video_id": m.video_id, "filename": m.filename, "path": video_path(m),
                 "start_s": m.start_s, "end_s": m.end_s, "start": fmt_time(m.start_s), "end": fmt_time(m.end_s),
-                "score": round(score / top, 4), "text": snippet, "matched_in": field,
+                "score": score, "text": snippet, "matched_in": field,
                 "keyframe_index": m.keyframe_index,
                 "ranks": {"vector": _rank(vector_ids, m.id), "lexical": _rank(lexical_ids, m.id)},
+                "relevance": {"cosine": None if cosine is None else round(cosine, 4),
+                              "coverage": round(coverage, 4)},
             })  # fmt: skip
         return out
 

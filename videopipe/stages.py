@@ -26,6 +26,7 @@ from videopipe.media.decode import describe_resolution
 from videopipe.media.probe import probe
 from videopipe.options import AnalyzeOptions
 from videopipe.perception.motion import MotionDetector
+from videopipe.perception.slides import SlideDetector
 from videopipe.perception.stages import run_ocr, run_speech
 from videopipe.progress import NullProgress, Progress
 from videopipe.scan import FrameConsumer, build_document, run_pass, write_keyframes
@@ -71,7 +72,8 @@ def perceive(
     info = probe(video, settings.limits)
     log.info("analysis resolution %s for %dx%d", describe_resolution(info, settings.analysis), info.width, info.height)
     motion = MotionDetector(settings.motion) if options.motion else None
-    result = run_pass(info, settings, [*consumers, *([motion] if motion else [])], progress, warn)
+    slides = SlideDetector(settings.slides) if options.slides else None
+    result = run_pass(info, settings, [*consumers, *([motion] if motion else [])], progress, warn, slides)
     (base_dir / "keyframes").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     images = write_keyframes(info, result.keyframes, base_dir / "keyframes", settings, progress)
@@ -88,6 +90,11 @@ def perceive(
         }
     else:
         stages["motion"] = {"status": "off"}
+    stages["slides"] = (
+        {"status": "done", "new_slides": len(slides.new_slides), "build_steps": len(slides.build_steps)}
+        if slides is not None
+        else {"status": "off"}
+    )
     doc["transcript"], stages["speech"] = run_speech(info, settings, options.asr, progress, say)
     doc["ocr"], stages["ocr"] = run_ocr(doc, base_dir, settings, options.ocr, progress, say)
     return Perception(doc, base_dir)

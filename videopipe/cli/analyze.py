@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 @click.option("--no-asr", is_flag=True, help="Skip speech recognition.")
 @click.option("--no-ocr", is_flag=True, help="Skip on-screen text.")
 @click.option("--no-motion", is_flag=True, help="Skip motion events.")
+@click.option("--no-slides", is_flag=True, help="Skip slide changes inside a constant template (lecture profile).")
 @click.option(
     "--profile",
     type=click.Choice(["general", "lecture", "surveillance"]),
@@ -76,6 +77,7 @@ def analyze(
     no_asr: bool,
     no_ocr: bool,
     no_motion: bool,
+    no_slides: bool,
     profile: str,
     quiet: bool,
     library: bool,
@@ -86,7 +88,8 @@ def analyze(
 
     settings = settings_with(model, vlm_url)
     options = AnalyzeOptions.for_profile(
-        profile, no_asr=no_asr, no_ocr=no_ocr, no_motion=no_motion, vlm=vlm, dump_prompt=dump_prompt
+        profile, no_asr=no_asr, no_ocr=no_ocr, no_motion=no_motion, no_slides=no_slides, vlm=vlm,
+        dump_prompt=dump_prompt,
     )
     out = out_dir or default_out_dir(video)
     with RichProgress(enabled=not quiet) as bar:

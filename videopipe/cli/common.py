@@ -61,9 +61,13 @@ class RichProgress:
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is not None:
-            # On failure the error line is all the user should see: drop the half-drawn bars.
+            # On failure the error line is all the user should see: drop the half-drawn bars, and stop the display
+            # itself (Progress.stop prints an empty line where stderr is not a terminal).
             for task in list(self._bar.task_ids):
                 self._bar.remove_task(task)
+            self._bar.live.transient = True
+            self._bar.live.stop()
+            return
         self._bar.stop()
 
     def start(self, stage: str, total: float) -> None:

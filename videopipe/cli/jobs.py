@@ -19,16 +19,25 @@ from videopipe.config import Settings
 @click.option("--no-asr", is_flag=True)
 @click.option("--no-ocr", is_flag=True)
 @click.option("--no-motion", is_flag=True)
+@click.option("--no-slides", is_flag=True)
 @handle_errors
 def submit(
-    video: Path, tenant: str, profile: str, vlm: str | None, no_asr: bool, no_ocr: bool, no_motion: bool
+    video: Path,
+    tenant: str,
+    profile: str,
+    vlm: str | None,
+    no_asr: bool,
+    no_ocr: bool,
+    no_motion: bool,
+    no_slides: bool,
 ) -> None:
     """Queue VIDEO for analysis and print the job id (last word). With no broker configured the stages run
     here, in this process, before it returns."""
     from videopipe.services import open_services
 
     services = open_services(Settings())
-    options = {"profile": profile, "asr": not no_asr, "ocr": not no_ocr, "motion": not no_motion, "vlm": vlm}
+    options = {"profile": profile, "asr": not no_asr, "ocr": not no_ocr, "motion": not no_motion,
+               "slides": not no_slides, "vlm": vlm}  # fmt: skip
     try:
         submitted = services.jobs.submit(video, tenant=tenant, options=options)
         if services.runner is not None:

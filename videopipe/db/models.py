@@ -195,6 +195,7 @@ class TranscriptSegment(Base):
     end_s: Mapped[float] = mapped_column(Float)
     text: Mapped[str] = mapped_column(Text)
     words: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    language: Mapped[str | None] = mapped_column(String(16))  # ISO 639-1 ("en", "de"); None: not known
 
 
 class OcrLine(Base):

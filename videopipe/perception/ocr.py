@@ -23,6 +23,8 @@ _MAX_WIDTH = 1280  # wider frames are scaled down first: slide text stays readab
 # Tesseract's 0-100 word confidence. Words read in textures or noise score below this; real words above it
 # (a bullet glued to its word, "-magma", can dip to the 20s, so the bar is not higher).
 _MIN_WORD_CONFIDENCE = 15.0
+_LINE_GAP = 3.0  # a gap this many line heights wide between two words breaks the line
+_HUGE_LINE_PX = 52  # lines taller than this (on the ~1280 px page) are read again alone, scaled down
 
 
 class TextReader(Protocol):
@@ -69,26 +71,66 @@ class Tesseract:
         return api
 
     def read(self, image: Image.Image) -> tuple[str, float]:
+        """Lines in reading order. A line is also broken where a gap of more than `_LINE_GAP` line heights
+        separates two words (columns, a logo beside the title, a slide number). A line of huge text (a section
+        title) is read again on its own, scaled down: tesseract drops a large lone capital ("Ice" as "ce")."""
         tr = self._tesserocr
         api = self._api()
-        api.SetImage(_prepare(image))
+        page = _prepare(image)
+        api.SetPageSegMode(tr.PSM.AUTO)
+        api.SetImage(page)
         api.Recognize()
-        lines: dict[int, list[str]] = {}
-        confidences: list[float] = []
-        line_no = -1
+        lines: list[list[tuple[str, float]]] = []
+        boxes: list[list[int]] = []
+        line_no, current, last_right = -1, -2, 0
         iterator = api.GetIterator()
         for word in tr.iterate_level(iterator, tr.RIL.WORD):
             if word.IsAtBeginningOf(tr.RIL.TEXTLINE):
                 line_no += 1
             try:
                 text, confidence = word.GetUTF8Text(tr.RIL.WORD), word.Confidence(tr.RIL.WORD)
-            except RuntimeError:  # an empty word box
+                x1, y1, x2, y2 = word.BoundingBox(tr.RIL.WORD)
+            except (RuntimeError, TypeError):  # an empty word box
                 continue
-            if text and confidence >= _MIN_WORD_CONFIDENCE:
-                lines.setdefault(line_no, []).append(text)
-                confidences.append(confidence)
-        text = clean_text("\n".join(" ".join(words) for _, words in sorted(lines.items())))
-        return text, (sum(confidences) / len(confidences) / 100.0 if text else 0.0)
+            if not text or confidence < _MIN_WORD_CONFIDENCE:
+                continue
+            height = max(1, y2 - y1, boxes[-1][3] - boxes[-1][1] if boxes and current == line_no else 0)
+            if line_no != current or x1 - last_right > _LINE_GAP * height:
+                lines.append([])
+                boxes.append([x1, y1, x2, y2])
+                current = line_no
+            lines[-1].append((text, confidence))
+            box = boxes[-1]
+            box[:] = [min(box[0], x1), min(box[1], y1), max(box[2], x2), max(box[3], y2)]
+            last_right = x2
+        for n, box in enumerate(boxes):
+            if box[3] - box[1] > _HUGE_LINE_PX:
+                lines[n] = self._reread(page, box) or lines[n]
+        api.SetPageSegMode(tr.PSM.AUTO)
+        text = clean_text("\n".join(" ".join(w for w, _ in line) for line in lines))
+        confidences = [c for line in lines for _, c in line]
+        return text, (sum(confidences) / len(confidences) / 100.0 if text and confidences else 0.0)
+
+    def _reread(self, page: Image.Image, box: list[int]) -> list[tuple[str, float]] | None:
+        """One line of huge text read again alone (a single-line page), scaled to ~40 px high."""
+        tr = self._tesserocr
+        api = self._api()
+        x1, y1, x2, y2 = box
+        h = y2 - y1
+        crop = page.crop(
+            (max(0, x1 - h), max(0, y1 - h // 3), min(page.width, x2 + h // 3), min(page.height, y2 + h // 3))
+        )
+        scale = 40 / h
+        crop = crop.resize(
+            (max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.Resampling.BOX
+        )
+        api.SetPageSegMode(tr.PSM.SINGLE_LINE)
+        api.SetImage(crop)
+        text = " ".join(api.GetUTF8Text().split())
+        confidence = float(api.MeanTextConf())
+        if not text or confidence < 50:
+            return None
+        return [(text, confidence)]
 
 
 class RapidOCR:
@@ -124,25 +166,34 @@ def _cap_width(image: Image.Image) -> Image.Image:
 
 
 def _prepare(image: Image.Image) -> Image.Image:
-    """Grey, at most 1280 px wide, and light text on dark areas (title bars, dark slides) turned dark-on-light:
-    tesseract reads dark text on a light page far more reliably."""
+    """Grey, about 1280 px wide (small frames scaled up to twice, large ones down), and every text turned dark
+    on a white page whatever its colours: each pixel's distance from its row's background is the ink.
+    Tesseract reads dark text on a light page far more reliably; light text on a dark title bar or a dark
+    theme otherwise goes missing, and a bar turned grey hides its title from the page layout."""
+    import cv2
     import numpy as np
 
-    gray = _cap_width(image.convert("L"))
+    gray = image.convert("L")
+    scale = min(2.0, _MAX_WIDTH / gray.width)
+    if abs(scale - 1.0) > 0.05:
+        size = (round(gray.width * scale), round(gray.height * scale))
+        resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BICUBIC
+        gray = gray.resize(size, resample)
     pixels = np.asarray(gray)
-    # A row's median is its background (text covers far less than half a row); dark rows get inverted.
-    row_background = np.median(pixels, axis=1)
-    dark_rows = row_background < 110
-    if not dark_rows.any():
-        return gray
-    flipped = pixels.copy()
-    flipped[dark_rows] = 255 - pixels[dark_rows]
-    return Image.fromarray(flipped)
+    # A row's median is its background (text covers far less than half a row, however large).
+    background = np.broadcast_to(np.median(pixels, axis=1).astype(np.uint8)[:, None], pixels.shape)
+    ink = cv2.absdiff(pixels, np.ascontiguousarray(background))
+    page = 255 - cv2.convertScaleAbs(ink, alpha=2.0)
+    return Image.fromarray(page)
+
+
+_BULLET = re.compile(r"^(?:[eo¢©®°«»*•·+\-–—>]{1,2}|\(e\)|\[e\])\s+(?=\S)")
 
 
 def clean_text(text: str) -> str:
-    """Lines with at least two letters or digits, whitespace folded."""
-    lines = (" ".join(line.split()) for line in text.splitlines())
+    """Lines with at least two letters or digits, whitespace folded, a bullet read as a glyph ("e", "¢", "©")
+    taken off the start of a line."""
+    lines = (_BULLET.sub("", " ".join(line.split())) for line in text.splitlines())
     return "\n".join(line for line in lines if sum(ch.isalnum() for ch in line) >= 2)
 
 

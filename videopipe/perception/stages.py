@@ -33,8 +33,10 @@ def run_speech(
     p = settings.perception
     beam = p.asr_beam_size
     recognizer = FasterWhisper(
-        p.asr_model, p.asr_device, p.asr_compute_type, p.asr_threads, p.asr_language, beam, p.asr_batch_size
-    )
+        p.asr_model, p.asr_device, p.asr_compute_type, p.asr_threads, p.asr_language, beam, p.asr_batch_size,
+        window_s=p.asr_window_s, min_coverage=p.asr_min_coverage, language_window_s=p.asr_language_window_s,
+        cache_dir=settings.data_dir / "models",
+    )  # fmt: skip
     started = time.perf_counter()
     progress.start("speech", info.duration_s or 1.0)
 
@@ -46,22 +48,28 @@ def run_speech(
             progress.update(min(info.duration_s, offset + samples.size / 16_000))
 
     try:
-        segments, language = recognizer.transcribe(chunks())
+        transcript = recognizer.transcribe(chunks())
     except ConfigError as exc:
         warn(f"speech recognition skipped: {exc.message}")
         return [], {"status": f"unavailable: {exc.message}"}
     progress.update(info.duration_s or 1.0)
+    for message in transcript.warnings:
+        warn(message)
     status: Status = {
         "status": "done",
         "backend": recognizer.name,
         "model": p.asr_model,
         "beam_size": beam,
-        "segments": len(segments),
+        "segments": len(transcript.segments),
+        "speech_s": round(transcript.speech_s, 2),  # what the VAD heard
+        "speech_covered": round(transcript.covered_s / transcript.speech_s, 3) if transcript.speech_s else 1.0,
+        "redecoded_windows": transcript.redecoded,
+        "warnings": transcript.warnings,
         "seconds": round(time.perf_counter() - started, 2),
     }
-    if language:
-        status["language"] = language
-    return [s.to_json() for s in segments], status
+    if transcript.language:
+        status["language"] = transcript.language
+    return [s.to_json() for s in transcript.segments], status
 
 
 def run_ocr(

@@ -129,16 +129,18 @@ def all_tenants_after(db: Db, after_id: int) -> list[tuple[int, str, float, floa
     return [(int(r[0]), str(r[1]), float(r[2]), float(r[3])) for r in db.execute(q.order_by(Moment.id))]
 
 
-def hits(db: Db, tenant: str, ids: Sequence[int]) -> dict[int, Any]:
-    """The rows search shows for moment ids, with their video's file name and blob key: the tenant's only."""
+def hits(db: Db, tenant: str, ids: Sequence[int], model: str = "") -> dict[int, Any]:
+    """The rows search shows for moment ids, with their video's file name and blob key: the tenant's only; each
+    with its vector of `model` (`vector`: bytes, or None when it has none), to score the hit exactly."""
     if not ids:
         return {}
     sql = (
         "SELECT m.id, m.video_id, m.tenant, m.start_s, m.end_s, m.speech, m.screen_text, m.caption, "
-        "m.keyframe_index, v.filename, v.blob_key FROM moments m JOIN videos v ON v.id = m.video_id "
+        "m.keyframe_index, v.filename, v.blob_key, mv.vector FROM moments m JOIN videos v ON v.id = m.video_id "
+        "LEFT JOIN moment_vectors mv ON mv.moment_id = m.id AND mv.model = :model "
         f"WHERE m.tenant = :tenant AND m.id IN ({','.join(str(int(i)) for i in ids)})"  # integers: safe to inline
     )
-    return {r.id: r for r in db.execute(text(sql), {"tenant": tenant})}
+    return {r.id: r for r in db.execute(text(sql), {"tenant": tenant, "model": model})}
 
 
 # -- the vector index (one index over every tenant's moments: search filters hits by tenant) ----------------------

@@ -42,7 +42,8 @@ def store_perception(s: Session, video: Video, doc: dict[str, Any], keyframe_key
                        blob_key=key) for n, (k, key) in enumerate(zip(doc["keyframes"], keyframe_keys,
                                                                          strict=True)))  # fmt: skip
     s.add_all(TranscriptSegment(video_id=video.id, start_s=t["start_s"], end_s=t["end_s"], text=t["text"],
-                                words=t.get("words", [])) for t in doc["transcript"])  # fmt: skip
+                                words=t.get("words", []), language=t.get("language"))
+              for t in doc["transcript"])  # fmt: skip
     s.add_all(OcrLine(video_id=video.id, t_s=o["t_s"], scene_index=o.get("scene_index"), text=o["text"],
                       confidence=o["confidence"]) for o in doc["ocr"])  # fmt: skip
     s.add_all(Event(video_id=video.id, start_s=e["start_s"], end_s=e["end_s"], label=e["label"],
@@ -93,7 +94,8 @@ def document(s: Session, tenant: str, video_id: str) -> dict[str, Any]:
         "keyframes": [{"index": r.index, "t_s": r.t_s, "scene_index": r.scene_index, "score": r.score,
                        "image": f"keyframes/{r.index:05d}.jpg", "blob_key": r.blob_key}
                       for r in rows(Keyframe, Keyframe.index)],
-        "transcript": [{"start_s": r.start_s, "end_s": r.end_s, "text": r.text, "words": r.words}
+        "transcript": [{"start_s": r.start_s, "end_s": r.end_s, "text": r.text, "language": r.language,
+                        "words": r.words}
                        for r in rows(TranscriptSegment, TranscriptSegment.start_s)],
         "ocr": [{"t_s": r.t_s, "scene_index": r.scene_index, "text": r.text, "confidence": r.confidence}
                 for r in rows(OcrLine, OcrLine.t_s)],
