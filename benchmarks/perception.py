@@ -32,6 +32,7 @@ import numpy as np
 
 from videopipe.analysis import AnalyzeOptions, analyze
 from videopipe.config import Settings
+from videopipe.testing.scoring import wer
 from videopipe.testing.voices import (
     SAMPLE_RATE,
     TWO_CITIES,
@@ -40,7 +41,6 @@ from videopipe.testing.voices import (
     build_talk,
     foreign_speech,
     load,
-    wer,
     words_within,
     write_talk_video,
 )

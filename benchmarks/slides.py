@@ -41,22 +41,7 @@ from videopipe.perception import ocr as ocr_module
 from videopipe.perception.slides import SlideDetector
 from videopipe.scan import run_pass
 from videopipe.testing.decks import THEMES, DeckVideo, lecture_deck, render_deck_slide, write_deck_video
-
-
-def lev(a: str, b: str) -> int:
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
-def cer(truth: str, text: str) -> float:
-    t = " ".join(truth.split())
-    lines = [" ".join(line.split()) for line in text.splitlines()]
-    return min((lev(t, line) / max(1, len(t)) for line in lines), default=1.0)
+from videopipe.testing.scoring import cer
 
 
 def match(

@@ -70,6 +70,13 @@ def _asker(services: Services, settings: Settings) -> Asker:
     return Asker(settings, services.sessions, services.store, Searcher(settings, services.sessions))
 
 
+def _served(services: Services, server: FakeVLLM) -> Settings:
+    """The library's settings with the fake vLLM server as the model (no retries: an error fails at once)."""
+    return services.settings.model_copy(update={
+        "vlm_url": server.url, "vlm": "openai",
+        "understanding": UnderstandingSettings(max_retries=0, retry_backoff_s=0.0)})  # fmt: skip
+
+
 def _top(pipeline: Services, query: str, tenant: str = "default", **kw: Any) -> list[dict[str, Any]]:
     return Searcher(pipeline.settings, pipeline.sessions).search(query, tenant, **kw)
 
@@ -167,9 +174,7 @@ def test_ask_says_nothing_matches_with_and_without_a_model(library: tuple[Servic
     server = FakeVLLM()  # a served model is not asked when nothing matches
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        settings = pipeline.settings.model_copy(update={
-            "vlm_url": server.url, "vlm": "openai",
-            "understanding": UnderstandingSettings(max_retries=0, retry_backoff_s=0.0)})  # fmt: skip
+        settings = _served(pipeline, server)
         answer = _asker(pipeline, settings).ask("default", ids["first"], "What is the capital of Peru?")
     finally:
         server.shutdown()
@@ -291,9 +296,7 @@ def test_ask_with_a_served_model_cites_checked_times_and_looks_again(
         cited = [{"start": "00:06.50", "end": "00:11.00"}, {"start": "05:00.00", "end": "05:10.00"}]
         reply = {"answer": "The volcano is discussed here.", "citations": cited}
         server.script = [(200, completion(json.dumps(reply))), (200, completion('{"supported": true, "reason": "ok"}'))]
-        settings = pipeline.settings.model_copy(update={
-            "vlm_url": server.url, "vlm": "openai",
-            "understanding": UnderstandingSettings(max_retries=0, retry_backoff_s=0.0)})  # fmt: skip
+        settings = _served(pipeline, server)
         answer = _asker(pipeline, settings).ask("default", ids["first"], "When is the volcano discussed?")
     finally:
         server.shutdown()

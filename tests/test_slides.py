@@ -18,6 +18,7 @@ from videopipe.scan import run_pass
 from videopipe.scenes import Scene
 from videopipe.testing.decks import DECK_TEXT, THEMES, DeckSlide, DeckVideo, render_deck_slide, write_deck_video
 from videopipe.testing.media import Visit, write_fixed_camera_video, write_sample_video
+from videopipe.testing.scoring import cer
 
 # A short deck in one template: a title slide, a large one-word section title, a build-up of three bullets, a
 # slide entered by a cross-fade, and code in monospace. Only the words change between slides.
@@ -33,22 +34,6 @@ DECK = (
     ),
     DeckSlide("Reading the seismometer", code=DECK_TEXT[4].code, duration_s=3.0),
 )
-
-
-def _cer(truth: str, text: str) -> float:
-    """Character error rate of `truth` against the best-matching line of `text` (edit distance / length)."""
-    t = " ".join(truth.split()).lower()
-    best = 1.0
-    for line in text.lower().splitlines():
-        line = " ".join(line.split())
-        prev = list(range(len(line) + 1))
-        for i, ca in enumerate(t, 1):
-            cur = [i]
-            for j, cb in enumerate(line, 1):
-                cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-            prev = cur
-        best = min(best, prev[-1] / max(1, len(t)))
-    return best
 
 
 @pytest.fixture(scope="module", params=["dark", "light-speaker"])
@@ -135,9 +120,9 @@ def test_ocr_reads_every_title_and_code_line(theme: str) -> None:
     reader = make_reader("tesserocr")
     for n, slide in enumerate(DECK_TEXT):
         text, confidence = reader.read(Image.fromarray(render_deck_slide(slide, THEMES[theme], n, len(slide.bullets))))
-        assert _cer(slide.title, text) <= 0.05, (theme, slide.title, text)
+        assert cer(slide.title, text, ignore_case=True) <= 0.05, (theme, slide.title, text)
         for line in (*slide.bullets, *slide.code):
-            assert _cer(line, text) <= 0.1, (theme, line, text)
+            assert cer(line, text, ignore_case=True) <= 0.1, (theme, line, text)
         assert confidence >= 0.5
 
 
@@ -154,4 +139,4 @@ def test_a_template_deck_becomes_one_chapter_per_slide_with_its_title(tmp_path: 
         assert difflib.SequenceMatcher(None, chapter["title"].lower(), slide.title.lower()).ratio() >= 0.9, chapter
     text = "\n".join(line["text"] for line in doc["ocr"])
     for slide in DECK:
-        assert _cer(slide.title, text) <= 0.05, (slide.title, text)
+        assert cer(slide.title, text, ignore_case=True) <= 0.05, (slide.title, text)

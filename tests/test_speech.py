@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from videopipe.perception.asr import SAMPLE_RATE, FasterWhisper, Transcript, Word, _Window, bundled_base
-from videopipe.testing.voices import BECKETT, TWO_CITIES, build_talk, foreign_speech, load, wer, write_talk_video
+from videopipe.testing.scoring import wer
+from videopipe.testing.voices import BECKETT, TWO_CITIES, build_talk, foreign_speech, load, write_talk_video
 
 pytest.importorskip("faster_whisper")
 pytest.importorskip("moonshine_voice")

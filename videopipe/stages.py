@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from videopipe import understanding
 from videopipe.config import Settings
 from videopipe.media.decode import describe_resolution
 from videopipe.media.probe import probe
@@ -112,9 +113,9 @@ def understand(
     """Chapters, events, captions and tags for what `perceive` saw. `fallback=False`: a model server that cannot
     be reached raises `VLMUnavailable` (the job engine retries the stage later) instead of falling back to
     extractive chapters, as `analyze` does."""
-    from videopipe.understanding import understand as run
-
-    return run(perception.doc, perception.base_dir, choice, settings, progress, warn, fallback=fallback)
+    return understanding.understand(
+        perception.doc, perception.base_dir, choice, settings, progress, warn, fallback=fallback
+    )
 
 
 def merge(doc: dict[str, Any], result: UnderstandingResult) -> dict[str, Any]:

@@ -15,7 +15,6 @@ with espeak-ng (a synthetic voice; it says so).
 from __future__ import annotations
 
 import importlib
-import re
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
@@ -175,22 +174,6 @@ def write_talk_video(
         container.mux(packet)
     container.close()
     return path
-
-
-def normalize(text: str) -> list[str]:
-    """Words for scoring: lower case, punctuation and dashes dropped (an apostrophe inside a word kept)."""
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower().replace("-", " ")).split()
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate: (substitutions + deletions + insertions) / words in `reference`."""
-    ref, hyp = normalize(reference), normalize(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i in range(1, len(ref) + 1):
-        diagonal, row[0] = row[0], i
-        for j in range(1, len(hyp) + 1):
-            diagonal, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diagonal + (ref[i - 1] != hyp[j - 1]))
-    return row[len(hyp)] / max(1, len(ref))
 
 
 def words_within(segments: list[dict[str, object]], start_s: float, end_s: float, slack_s: float = 0.5) -> str:
